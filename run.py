@@ -1,0 +1,23 @@
+"""ftlab command line: `python run.py [overrides]`, `python run.py -m strategy=full,partial lr=1e-5,2e-5`."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
+    from ftlab.config import ConfigError
+    from ftlab.train import train
+
+    try:
+        metrics = train(cfg)
+    except ConfigError as err:
+        sys.exit(f"ftlab: {err}")
+    return float(metrics[cfg.monitor])  # the objective for Hydra sweepers (e.g. Optuna)
+
+
+if __name__ == "__main__":
+    main()

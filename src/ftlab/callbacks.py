@@ -1,0 +1,62 @@
+"""Callbacks ftlab adds to every run, and building the configured Lightning callbacks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+
+
+class SpeedMonitor(L.Callback):
+    """Measures training wall time and throughput (samples/s over optimisation steps, all ranks)."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.step_time = 0.0
+        self.fit_time = 0.0
+        self._fit_start = 0.0
+        self._batch_start = 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._fit_start = time.perf_counter()
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_time = time.perf_counter() - self._fit_start
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.step_time += time.perf_counter() - self._batch_start
+        self.samples += len(batch["labels"]) * trainer.world_size
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.step_time if self.step_time else 0.0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.loggers:
+            pl_module.log("train/samples_per_s", self.samples_per_s)
+
+
+def build_callbacks(cfg: dict[str, Any] | None, has_logger: bool, progress_bar: bool = True) -> list[L.Callback]:
+    """Instantiate the configured callbacks (entries set to null are dropped).
+
+    The LR monitor needs a logger and a progress bar callback conflicts with
+    ``trainer.enable_progress_bar=false``, so each is dropped when its condition is off.
+    """
+    from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+
+    callbacks = []
+    for spec in (cfg or {}).values():
+        if spec is None:
+            continue
+        callback = instantiate(spec, _convert_="all")
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            continue
+        if isinstance(callback, ProgressBar) and not progress_bar:
+            continue
+        callbacks.append(callback)
+    return callbacks

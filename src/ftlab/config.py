@@ -1,0 +1,175 @@
+"""Validate a composed config before anything heavy loads: collect every problem, then raise once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.assets import resolve_path
+
+SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial", "none")
+SOURCES = ("folder", "files", "hub")
+MONITORS = ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss")
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
+
+
+def _num_layers(model_path: str) -> int | None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=False)
+    return getattr(config, "num_hidden_layers", None)
+
+
+class _Checker:
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.problems: list[str] = []
+
+    def get(self, key: str) -> Any:
+        return OmegaConf.select(self.cfg, key, default=None)
+
+    def fail(self, key: str, problem: str) -> None:
+        self.problems.append(f"{key}={self.get(key)!r}: {problem}")
+
+    def positive(self, key: str, kind=float) -> None:
+        value = self.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or kind(value) != value:
+            self.fail(key, f"must be a positive {kind.__name__}")
+
+    def choice(self, key: str, choices) -> bool:
+        if self.get(key) not in choices:
+            self.fail(key, f"unknown value; valid choices: {', '.join(map(str, choices))}")
+            return False
+        return True
+
+
+def _check_model(c: _Checker) -> int | None:
+    key = "model.pretrained_model_name_or_path"
+    uri = c.get(key)
+    if uri is None:
+        c.fail(key, "required: a local checkpoint directory or a Hugging Face hub name")
+        return None
+    try:
+        path = resolve_path(str(uri))
+    except FileNotFoundError as err:
+        c.fail(key, str(err))
+        return None
+    if os.path.isabs(path) or path.startswith("."):
+        if not Path(path, "config.json").exists():
+            c.fail(key, f"no checkpoint (config.json) at {path}")
+            return None
+    try:
+        return _num_layers(path)
+    except Exception as err:  # hub names that cannot be reached, broken configs
+        c.fail(key, f"cannot load its config: {type(err).__name__}: {str(err).splitlines()[0]}")
+        return None
+
+
+def _check_strategy(c: _Checker, num_layers: int | None) -> None:
+    from ftlab.strategies import STRATEGIES
+
+    if not c.choice("strategy.name", tuple(STRATEGIES)):
+        return
+    if c.get("strategy.name") == "partial":
+        k = c.get("strategy.trainable_layers")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            c.fail("strategy.trainable_layers", "must be an integer >= 0")
+        elif num_layers is not None and k > num_layers:
+            c.fail("strategy.trainable_layers", f"the model has only {num_layers} layers; valid: 0..{num_layers}")
+        for flag in ("strategy.train_embeddings", "strategy.train_head"):
+            if not isinstance(c.get(flag), bool):
+                c.fail(flag, "must be true or false")
+
+
+def _label_count(c: _Checker) -> int | None:
+    """Check that the data files exist and have the configured columns; return the number of classes."""
+    source = c.get("data.source")
+    if source == "hub":
+        return None  # needs the network; checked when loading
+    if c.get("data.path") is None:
+        c.fail("data.path", "required: the training data file or folder")
+        return None
+    path = resolve_path(str(c.get("data.path")))
+    if not Path(path).exists():
+        c.fail("data.path", f"no such file or directory: {path}")
+        return None
+    if source == "folder":
+        labels = [p for p in Path(path).iterdir() if p.is_dir() and any(p.iterdir())]
+        return len(labels)
+    from ftlab.data import TABULAR_SUFFIXES, read_table
+
+    classes: set = set()
+    for key in ("data.path", "data.val_path", "data.test_path"):
+        value = c.get(key)
+        if value is None:
+            continue
+        file = resolve_path(str(value))
+        if not Path(file).is_file():
+            c.fail(key, f"no such file: {file}")
+            continue
+        if Path(file).suffix.lower() not in TABULAR_SUFFIXES:
+            c.fail(key, f"unsupported file type; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
+            continue
+        frame = read_table(file)
+        for col in ("data.text_column", "data.label_column"):
+            if c.get(col) not in frame.columns:
+                c.fail(col, f"column absent from {file}; columns there: {', '.join(map(str, frame.columns))}")
+        if c.get("data.label_column") in frame.columns:
+            classes |= set(frame[c.get("data.label_column")].dropna().astype(str))
+    return len(classes) if classes else None
+
+
+def _check_data(c: _Checker) -> None:
+    if not c.choice("data.source", SOURCES):
+        return
+    n_classes = _label_count(c)
+    if n_classes is not None and n_classes < 2:
+        c.fail("data.label_column", f"found {n_classes} class(es); classification needs at least 2")
+    for key, provided in (("data.val_size", "data.val_path"), ("data.test_size", "data.test_path")):
+        value = c.get(key)
+        if not isinstance(value, (int, float)) or not 0 <= value < 1:
+            c.fail(key, "must be a fraction in [0, 1)")
+        elif value == 0 and c.get(provided) is None and c.get("data.source") != "hub":
+            c.fail(key, f"must be > 0 when {provided} is not given (the split would be empty)")
+    sizes = [c.get("data.val_size"), c.get("data.test_size")]
+    if all(isinstance(v, (int, float)) for v in sizes) and sum(sizes) >= 1:
+        c.fail("data.val_size", f"val_size + test_size = {sum(sizes)} leaves no training data")
+    for key in ("data.max_train_samples", "data.max_eval_samples"):
+        if c.get(key) is not None:
+            c.positive(key, int)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem in ``cfg`` (key, bad value, valid choices)."""
+    c = _Checker(cfg)
+    c.positive("lr")
+    for key in ("batch_size", "eval_batch_size", "max_length"):
+        c.positive(key, int)
+    if not isinstance(c.get("seed"), int):
+        c.fail("seed", "must be an integer")
+    c.choice("monitor", MONITORS)
+    c.choice("monitor_mode", ("min", "max"))
+    c.choice("scheduler.name", SCHEDULERS)
+    ratio = c.get("scheduler.warmup_ratio")
+    if ratio is not None and not (isinstance(ratio, (int, float)) and 0 <= ratio < 1):
+        c.fail("scheduler.warmup_ratio", "must be a fraction in [0, 1)")
+    steps = c.get("scheduler.warmup_steps")
+    if steps is not None and not (isinstance(steps, int) and steps >= 0):
+        c.fail("scheduler.warmup_steps", "must be an integer >= 0 or null")
+    if c.get("trainer._target_") is None:
+        c.fail("trainer._target_", "the trainer group must configure lightning.Trainer")
+    _check_data(c)
+    _check_strategy(c, _check_model(c))
+    if c.problems:
+        raise ConfigError(c.problems)

@@ -1,0 +1,35 @@
+"""What a job leaves behind: the fine-tuned model in Hugging Face format and ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def export_model(module, directory: Path) -> Path:
+    """Save the (best) model and its tokenizer with ``save_pretrained``; ``pipeline()`` loads the result."""
+    directory.mkdir(parents=True, exist_ok=True)
+    module.model.save_pretrained(directory)
+    module.tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    """Write metrics as sorted, indented JSON (tensors converted to numbers)."""
+    path.write_text(json.dumps({k: _plain(v) for k, v in metrics.items()}, indent=2, sort_keys=True) + "\n")
+
+
+def format_metrics(metrics: dict[str, Any], prefix: str) -> str:
+    """One line ``test/acc=0.9512  test/f1=0.9498 ...`` for the console."""
+    return "  ".join(f"{k}={_plain(v):.4f}" for k, v in sorted(metrics.items())
+                     if k.startswith(prefix) and isinstance(_plain(v), (int, float)))

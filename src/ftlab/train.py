@@ -1,0 +1,87 @@
+"""One fine-tuning job, start to finish: validate -> data -> model + freezing -> fit -> validate/test best -> export."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.callbacks import SpeedMonitor, build_callbacks
+from ftlab.config import validate_config
+from ftlab.data import TextClassificationData
+from ftlab.export import export_model, format_metrics, write_metrics
+from ftlab.loggers import build_loggers, finish_loggers
+from ftlab.models import load_tokenizer
+from ftlab.module import FineTuneModule
+
+log = logging.getLogger(__name__)
+
+
+def _plain(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one job described by a composed config and return its final metrics."""
+    validate_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = TextClassificationData(
+        _plain(cfg.data), load_tokenizer(_plain(cfg.model)), cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
+        cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+
+    module = FineTuneModule(
+        model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task)
+    counts = module.param_counts
+    log.info("strategy %s: %d / %d parameters trainable (%.2f%%)", cfg.strategy.name,
+             counts["params/trainable"], counts["params/total"], 100 * counts["params/trainable_fraction"])
+
+    loggers = build_loggers(_plain(cfg.get("logger")))
+    speed = SpeedMonitor()
+    callbacks = build_callbacks(
+        _plain(cfg.get("callbacks")), has_logger=bool(loggers),
+        progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False) + [speed]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all")
+
+    failed = True
+    try:
+        for logger in loggers:
+            logger.log_hyperparams({**_plain(cfg), **counts, "data/split_sizes": datamodule.split_sizes})
+        trainer.fit(module, datamodule=datamodule)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
+        val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+        metrics: dict[str, Any] = {
+            **val, **test, **counts,
+            "strategy": cfg.strategy.name,
+            "train_time_s": speed.fit_time,
+            "train_samples_per_s": speed.samples_per_s,
+            "global_step": trainer.global_step,
+            "best_checkpoint": best,
+            "data/split_sizes": datamodule.split_sizes,
+            "test/confusion_matrix": {"labels": datamodule.label_names, "matrix": module.confusion_matrix},
+        }
+        if trainer.is_global_zero:
+            # The module now holds the best weights: validate/test restored them from the checkpoint.
+            export_model(module, out_dir / "model")
+            write_metrics(out_dir / "metrics.json", metrics)
+            for logger in loggers:
+                logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                                   step=trainer.global_step)
+            log.info("val:  %s", format_metrics(metrics, "val/"))
+            log.info("test: %s", format_metrics(metrics, "test/"))
+            print(f"[ftlab] test: {format_metrics(metrics, 'test/')}  (outputs: {out_dir})")
+        failed = False
+        return metrics
+    finally:
+        finish_loggers(loggers, failed)
