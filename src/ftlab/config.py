@@ -154,8 +154,10 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` listing every problem in ``cfg`` (key, bad value, valid choices)."""
     c = _Checker(cfg)
     c.positive("lr")
-    for key in ("batch_size", "eval_batch_size", "max_length"):
+    for key in ("batch_size", "max_length"):
         c.positive(key, int)
+    if c.get("eval_batch_size") is not None:
+        c.positive("eval_batch_size", int)
     if not isinstance(c.get("seed"), int):
         c.fail("seed", "must be an integer")
     c.choice("monitor", MONITORS)

@@ -77,6 +77,7 @@ class FineTuneModule(L.LightningModule):
         self.tokenizer = load_tokenizer(model)
         self.model = load_model(model, label_names, pad_token_id=self.tokenizer.pad_token_id)
         # Freeze now, before Lightning wraps the model (DDP/FSDP) and before configure_optimizers.
+        self.model.train()  # from_pretrained returns eval mode, which would silently disable dropout
         self.trainable_names = apply_strategy(self.model, strategy)
         self.param_counts = count_parameters(self.model)
 

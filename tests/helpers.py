@@ -1,0 +1,101 @@
+"""Test helpers: tiny checkpoints and data written to disk, config composition, W&B log reading."""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+CLASS_WORDS = {
+    "food": "bread cheese pasta soup apple butter rice salad".split(),
+    "sport": "goal match team score coach league player ball".split(),
+    "tech": "chip software laptop code server cloud phone robot".split(),
+}
+SHARED_WORDS = "the a today news new big".split()
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_tiny_bert(directory: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A BERT base model (no task head, like a real pretrained checkpoint) and its WordPiece tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = SPECIAL + SHARED_WORDS + sorted(w for words in CLASS_WORDS.values() for w in words)
+    BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}).save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64,
+                        initializer_range=0.2)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+def make_tiny_csv(path: Path, per_class: int = 20, duplicates: int = 0, seed: int = 0) -> Path:
+    """A learnable 3-class csv: each text mixes its class's words with shared filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in CLASS_WORDS.items():
+        for _ in range(per_class):
+            text = " ".join(rng.choice(words + SHARED_WORDS) for _ in range(rng.randint(4, 12)))
+            rows.append((text, label))
+    rows += rows[:duplicates]
+    rng.shuffle(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["text,label"] + [f"{t},{l}" for t, l in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def compose(overrides: list[str]):
+    """Compose ``conf/config.yaml`` with overrides, as ``run.py`` would (without the hydra node)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def tiny_overrides(model_dir: Path, csv: Path, out_dir: Path, *extra: str) -> list[str]:
+    """Overrides for a seconds-long CPU job on the tiny model and data."""
+    return [
+        "model=hf", f"model.pretrained_model_name_or_path={model_dir}",
+        "data=local", f"data.path={csv}", f"output_dir={out_dir}",
+        "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "batch_size=8", "max_length=16",
+        "logger=none", *extra,
+    ]
+
+
+BLOCK = 32768
+HEADER = 7
+
+
+def read_wandb_records(path: Path) -> list:
+    """Parse a W&B ``.wandb`` transaction log into ``wandb.proto`` ``Record`` messages.
+
+    The file is a 7-byte header (``:W&B``, magic, version) then 32 KiB blocks of records, each with a
+    header ``<crc32 uint32, length uint16, type uint8>``; types FULL=1, FIRST=2, MIDDLE=3, LAST=4.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B", "not a W&B log"
+    pos, payload, records = HEADER, b"", []
+    while pos + HEADER <= len(data):
+        room = BLOCK - pos % BLOCK
+        if room < HEADER:  # block tail too small for a header is zero padding
+            pos += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        chunk = data[pos + HEADER:pos + HEADER + length]
+        pos += HEADER + length
+        if kind == 0:
+            break
+        payload = chunk if kind in (1, 2) else payload + chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(payload)
+            records.append(record)
+    return records

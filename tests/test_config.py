@@ -1,0 +1,84 @@
+"""Every shipped config composes, and validation reports every problem with key, value and choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftlab.config import ConfigError, validate_config
+from tests.helpers import CONF_DIR, compose, tiny_overrides
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+
+
+def group_options():
+    for group in GROUPS:
+        for option in sorted((CONF_DIR / group).glob("*.yaml")):
+            yield group, option.stem
+
+
+def test_groups_are_the_documented_ones():
+    assert GROUPS == ["callbacks", "data", "debug", "logger", "model", "optimizer", "scheduler", "strategy", "trainer"]
+
+
+@pytest.mark.parametrize("group,option", list(group_options()))
+def test_every_option_composes_and_resolves(group, option, tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = compose([f"{group}={option}", f"output_dir={tmp_path}"])
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert resolved["lr"] == cfg.lr
+    if group == "optimizer":
+        assert resolved["optimizer"]["lr"] == cfg.lr  # top-level lr feeds the optimizer
+
+
+def test_default_config_is_valid():
+    validate_config(compose(["output_dir=/tmp/unused"]))
+
+
+def test_trainer_group_configures_lightning_trainer_itself():
+    cfg = compose(["++trainer.max_steps=3", "++trainer.limit_val_batches=2", "++trainer.overfit_batches=1"])
+    assert cfg.trainer._target_ == "lightning.Trainer"
+    assert (cfg.trainer.max_steps, cfg.trainer.limit_val_batches, cfg.trainer.overfit_batches) == (3, 2, 1)
+
+
+def problems(overrides: list[str]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        validate_config(compose(overrides))
+    return info.value.problems
+
+
+def test_each_error_names_key_value_and_choices(tiny_model_dir, tiny_csv, tmp_path):
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    cases = {
+        "strategy.name=partail": "strategy.name='partail': unknown value; valid choices: full, partial, head_only",
+        "strategy=partial strategy.trainable_layers=3":
+            "strategy.trainable_layers=3: the model has only 2 layers; valid: 0..2",
+        f"data.path={tmp_path}/missing.csv": f"data.path='{tmp_path}/missing.csv': no such file or directory",
+        "data.text_column=body": "data.text_column='body': column absent from",
+        "data.label_column=topic": "data.label_column='topic': column absent from",
+        "lr=0": "lr=0: must be a positive float",
+        "lr=-1e-5": "lr=-1e-05: must be a positive float",
+        "batch_size=0": "batch_size=0: must be a positive int",
+        "scheduler.name=triangle": "scheduler.name='triangle': unknown value; valid choices: linear, cosine",
+        "monitor=val/accuracy": "monitor='val/accuracy': unknown value; valid choices: val/acc",
+        f"model.pretrained_model_name_or_path={tmp_path}": f"no checkpoint (config.json) at {tmp_path}",
+    }
+    for override, expected in cases.items():
+        found = problems(base + override.split())
+        assert len(found) == 1, (override, found)
+        assert expected in found[0], (override, found)
+
+
+def test_fewer_than_two_classes(tiny_model_dir, tmp_path):
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("text,label\n" + "".join(f"goal match {i},sport\n" for i in range(10)))
+    found = problems(tiny_overrides(tiny_model_dir, one_class, tmp_path))
+    assert found == ["data.label_column='label': found 1 class(es); classification needs at least 2"]
+
+
+def test_all_problems_reported_at_once(tiny_model_dir, tiny_csv, tmp_path):
+    found = problems(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path) + [
+        "lr=-1", "batch_size=0", "strategy.name=nope", "data.label_column=topic"])
+    assert [p.split("=")[0] for p in found] == ["lr", "batch_size", "data.label_column", "strategy.name"]
+    message = str(ConfigError(found))
+    assert message.startswith("4 problem(s) in the config:")
