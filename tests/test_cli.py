@@ -1,0 +1,60 @@
+"""The command line exactly as users type it (subprocesses): the 4-job sweep and config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.helpers import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
+    sweep = tmp_path / "sweep"
+    base = [o for o in tiny_overrides(tiny_model_dir, tiny_csv, tmp_path) if not o.startswith(("output_dir", "logger"))]
+    proc = run_cli("-m", "strategy=full,partial", "lr=1e-5,2e-5", "debug=smoke", "logger=wandb",
+                   f"hydra.sweep.dir={sweep}", *base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1", "2", "3"]
+    seen, run_ids = set(), set()
+    for job in jobs:
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        hparams = torch.load(job / "checkpoints" / "best.ckpt", weights_only=False)["hyper_parameters"]
+        combo = (config["strategy"]["name"], config["lr"], hparams["optimizer"]["lr"])  # lr reached the optimizer
+        seen.add(combo)
+        assert [o for o in overrides if o.startswith(("strategy=", "lr="))] == [f"strategy={combo[0]}", f"lr={combo[1]}"]
+        metrics = json.loads((job / "metrics.json").read_text())
+        strategy = combo[0]
+        assert metrics["strategy"] == strategy
+        assert (metrics["params/trainable"] == metrics["params/total"]) == (strategy == "full")
+        assert (job / "model" / "config.json").exists() and (job / "checkpoints" / "best.ckpt").exists()
+        runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1  # one W&B run per job, inside the job's directory
+        run_ids.add(runs[0].name.rsplit("-", 1)[-1])
+    assert seen == {(s, lr, lr) for s in ("full", "partial") for lr in (1e-5, 2e-5)}
+    assert len(run_ids) == 4
+
+
+def test_config_errors_exit_non_zero_with_one_message(tiny_model_dir, tiny_csv, tmp_path):
+    proc = run_cli(*tiny_overrides(tiny_model_dir, tiny_csv, tmp_path), "strategy=partial",
+                   "strategy.trainable_layers=7", "batch_size=-2")
+    assert proc.returncode == 1
+    assert "ftlab: 2 problem(s) in the config:" in proc.stderr
+    assert "batch_size=-2: must be a positive int" in proc.stderr
+    assert "strategy.trainable_layers=7: the model has only 2 layers; valid: 0..2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "metrics.json").exists()

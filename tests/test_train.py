@@ -1,0 +1,105 @@
+"""In-process jobs on a tiny model: outputs, exported model, W&B offline records, failure handling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ftlab.module import FineTuneModule
+from ftlab.train import train
+from tests.helpers import compose, read_wandb_records, tiny_overrides
+
+LEARN = ["trainer.max_epochs=8", "lr=3e-3", "callbacks.early_stopping=null"]
+
+
+@pytest.fixture(scope="module")
+def job(tiny_model_dir, tiny_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("job")
+    cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, out, *LEARN, "logger=wandb"))
+    return out, train(cfg)
+
+
+def test_job_learns_and_writes_metrics(job):
+    out, metrics = job
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss",
+                "test/acc", "test/f1", "test/precision", "test/recall", "test/loss"):
+        assert on_disk[key] == pytest.approx(float(metrics[key])), key
+    assert on_disk["val/acc"] >= 0.8 and on_disk["test/acc"] >= 0.6  # chance is 1/3
+    assert on_disk["params/trainable"] == on_disk["params/total"] > 0
+    assert on_disk["train_time_s"] > 0 and on_disk["train_samples_per_s"] > 0
+    assert on_disk["global_step"] == 8 * 6  # 48 training examples, batch 8
+    assert on_disk["data/split_sizes"] == {"train": 48, "validation": 6, "test": 6}
+    confusion = on_disk["test/confusion_matrix"]
+    assert confusion["labels"] == ["food", "sport", "tech"]
+    matrix = torch.tensor(confusion["matrix"])
+    assert matrix.sum() == 6 and matrix.trace() / 6 == pytest.approx(on_disk["test/acc"])
+
+
+def test_exported_model_reloads_and_predicts_like_the_module(job):
+    from transformers import pipeline
+
+    out, metrics = job
+    classify = pipeline("text-classification", model=str(out / "model"), device="cpu")
+    module = FineTuneModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu").eval()
+    texts = ["goal team coach league", "pasta soup cheese bread", "laptop chip server cloud"]
+    batch = module.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = module(**batch).logits.argmax(-1).tolist()
+    assert [p["label"] for p in classify(texts)] == [module.model.config.id2label[i] for i in ids]
+    assert module.model.config.id2label == {0: "food", 1: "sport", 2: "tech"}
+
+
+def test_checkpoint_reloads_with_same_freezing(tiny_model_dir, tiny_csv, tmp_path):
+    cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "strategy=partial"))
+    metrics = train(cfg)
+    module = FineTuneModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
+    assert module.hparams.strategy == {"name": "partial", "trainable_layers": 1, "train_embeddings": False,
+                                       "train_head": True}
+    assert metrics["params/trainable"] == module.param_counts["params/trainable"] == 6789 + 1056 + 99
+    assert metrics["global_step"] == 2
+
+
+def wandb_run_file(out):
+    files = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1, files
+    return files[0]
+
+
+def test_wandb_offline_run_holds_config_and_metrics(job):
+    out, metrics = job
+    records = read_wandb_records(wandb_run_file(out))
+    history = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            for item in record.history.item:
+                history.setdefault(item.key or "/".join(item.nested_key), []).append(json.loads(item.value_json))
+    assert len(history["train/loss"]) >= 4
+    assert history["val/acc"][-1] == pytest.approx(metrics["val/acc"])
+    assert history["test/acc"][-1] == pytest.approx(metrics["test/acc"])
+    assert history["params/trainable"][-1] == metrics["params/trainable"]
+    config = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "config":
+            config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+    assert config["lr"] == 3e-3 and config["strategy"] == {"name": "full"}
+    exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert len(exits) == 1 and exits[0].exit_code == 0
+
+
+def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_path, monkeypatch):
+    import wandb
+
+    def explode(self, batch, batch_idx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(FineTuneModule, "training_step", explode)
+    cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "logger=wandb"))
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg)
+    assert wandb.run is None
+    records = read_wandb_records(wandb_run_file(tmp_path))
+    exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
+    assert len(exits) == 1 and exits[0].exit_code == 1
