@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
     from ftlab.config import ConfigError
     from ftlab.train import train
@@ -16,6 +16,8 @@ def main(cfg: DictConfig) -> float:
         metrics = train(cfg)
     except ConfigError as err:
         sys.exit(f"ftlab: {err}")
+    if cfg.plan_only:
+        return None
     return float(metrics[cfg.monitor])  # the objective for Hydra sweepers (e.g. Optuna)
 
 

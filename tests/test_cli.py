@@ -55,6 +55,6 @@ def test_config_errors_exit_non_zero_with_one_message(tiny_model_dir, tiny_csv, 
     assert proc.returncode == 1
     assert "ftlab: 2 problem(s) in the config:" in proc.stderr
     assert "batch_size=-2: must be a positive int" in proc.stderr
-    assert "strategy.trainable_layers=7: the model has only 2 layers; valid: 0..2" in proc.stderr
+    assert "strategy.trainable_layers=7: the model has only 2 layers; valid: -2..2" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "metrics.json").exists()

@@ -50,9 +50,9 @@ def problems(overrides: list[str]) -> list[str]:
 def test_each_error_names_key_value_and_choices(tiny_model_dir, tiny_csv, tmp_path):
     base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
     cases = {
-        "strategy.name=partail": "strategy.name='partail': unknown value; valid choices: full, partial, head_only",
+        "strategy.name=partail": "strategy.name='partail': unknown value; valid choices: full, partial, head_only, bitfit",
         "strategy=partial strategy.trainable_layers=3":
-            "strategy.trainable_layers=3: the model has only 2 layers; valid: 0..2",
+            "strategy.trainable_layers=3: the model has only 2 layers; valid: -2..2",
         f"data.path={tmp_path}/missing.csv": f"data.path='{tmp_path}/missing.csv': no such file or directory",
         "data.text_column=body": "data.text_column='body': column absent from",
         "data.label_column=topic": "data.label_column='topic': column absent from",

@@ -24,13 +24,6 @@ class ConfigError(ValueError):
         super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
 
 
-def _num_layers(model_path: str) -> int | None:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path, trust_remote_code=False)
-    return getattr(config, "num_hidden_layers", None)
-
-
 class _Checker:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
@@ -54,7 +47,8 @@ class _Checker:
         return True
 
 
-def _check_model(c: _Checker) -> int | None:
+def _check_model(c: _Checker):
+    """Build the architecture on the meta device (no weights) so strategies can be checked against real names."""
     key = "model.pretrained_model_name_or_path"
     uri = c.get(key)
     if uri is None:
@@ -69,27 +63,69 @@ def _check_model(c: _Checker) -> int | None:
         if not Path(path, "config.json").exists():
             c.fail(key, f"no checkpoint (config.json) at {path}")
             return None
+    from ftlab.models import meta_model
+
     try:
-        return _num_layers(path)
-    except Exception as err:  # hub names that cannot be reached, broken configs
+        return meta_model({"pretrained_model_name_or_path": path, "revision": c.get("model.revision")})
+    except Exception as err:  # hub names that cannot be reached, unknown architectures, broken configs
         c.fail(key, f"cannot load its config: {type(err).__name__}: {str(err).splitlines()[0]}")
         return None
 
 
-def _check_strategy(c: _Checker, num_layers: int | None) -> None:
-    from ftlab.strategies import STRATEGIES
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_strategy(c: _Checker, model) -> None:
+    from ftlab.models import ArchitectureError, find_parts
+    from ftlab.strategies import STRATEGIES, StrategyError, select, unmatched_patterns
 
     if not c.choice("strategy.name", tuple(STRATEGIES)):
         return
-    if c.get("strategy.name") == "partial":
+    name = c.get("strategy.name")
+    before = len(c.problems)
+    for flag in ("strategy.train_embeddings", "strategy.train_head"):
+        if c.get(flag) is not None and not isinstance(c.get(flag), bool):
+            c.fail(flag, "must be true or false")
+    if name == "gradual_unfreezing":
+        c.positive("strategy.every", int)
+        c.choice("strategy.unit", ("epoch", "step"))
+    decay = c.get("optimizer.layer_decay")
+    if decay is not None and not (isinstance(decay, (int, float)) and 0 < decay <= 1):
+        c.fail("optimizer.layer_decay", "must be in (0, 1] or null")
+    if model is None:
+        return
+    try:
+        blocks = len(find_parts(model).blocks)
+    except ArchitectureError as err:
+        blocks = None
+        if name not in ("full", "pattern") or decay is not None:
+            c.fail("strategy.name" if decay is None else "optimizer.layer_decay", f"{err}")
+            return
+    if name == "partial":
         k = c.get("strategy.trainable_layers")
-        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-            c.fail("strategy.trainable_layers", "must be an integer >= 0")
-        elif num_layers is not None and k > num_layers:
-            c.fail("strategy.trainable_layers", f"the model has only {num_layers} layers; valid: 0..{num_layers}")
-        for flag in ("strategy.train_embeddings", "strategy.train_head"):
-            if not isinstance(c.get(flag), bool):
-                c.fail(flag, "must be true or false")
+        if not _is_int(k):
+            c.fail("strategy.trainable_layers", "must be an integer (negative: bottom |k| blocks)")
+            return
+        if abs(k) > blocks:
+            c.fail("strategy.trainable_layers",
+                   f"the model has only {blocks} layers; valid: -{blocks}..{blocks} (negative: bottom |k|)")
+            return
+    if name == "pattern":
+        names = [n for n, _ in model.named_parameters()]
+        for key in ("strategy.train", "strategy.freeze"):
+            value = c.get(key)
+            if value is not None and not OmegaConf.is_list(value):
+                c.fail(key, "must be a list of regular expressions")
+            else:
+                for problem in unmatched_patterns(names, [str(v) for v in value or []]):
+                    c.problems.append(f"{key}: {problem}")
+    if len(c.problems) > before:
+        return  # selecting needs a sane strategy config
+    try:
+        select(model, OmegaConf.to_container(c.cfg.strategy, resolve=True))
+    except StrategyError as err:
+        c.fail("strategy", str(err))
 
 
 def _label_count(c: _Checker) -> int | None:

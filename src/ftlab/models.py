@@ -44,7 +44,22 @@ def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: 
     if pad_token_id is not None and model.config.pad_token_id is None:
         # Decoder classifiers pool the last non-pad token and need to know which id is padding.
         model.config.pad_token_id = pad_token_id
+    if model_cfg.get("gradient_checkpointing"):
+        # Non-reentrant: the reentrant variant returns no gradients when the blocks below are frozen
+        # (transformers issue 21381).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def meta_model(model_cfg: dict[str, Any], num_labels: int = 2) -> nn.Module:
+    """The model's architecture on the meta device: parameter names and shapes without loading weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(
+        resolve_path(model_cfg["pretrained_model_name_or_path"]), revision=model_cfg.get("revision"),
+        trust_remote_code=False, num_labels=num_labels)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
 
 
 class ArchitectureError(ValueError):

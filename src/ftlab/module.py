@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -18,7 +19,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from ftlab.models import count_parameters, load_model, load_tokenizer
+from ftlab.models import count_parameters, find_parts, load_model, load_tokenizer
 from ftlab.strategies import apply_strategy
 
 
@@ -27,27 +28,62 @@ def is_norm(module: nn.Module) -> bool:
     return "norm" in type(module).__name__.lower()
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Trainable parameters split into decay / no-decay groups (biases and norm weights get no decay).
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Biases and normalisation weights, found by module type rather than name.
 
-    Norms are found by module type, not by name, so RMSNorm weights named ``input_layernorm`` or ``norm``
-    are excluded as well as BERT's ``LayerNorm``.
+    Matching by type catches LLaMA's RMSNorm weights (``input_layernorm``, ``norm``) as well as BERT's ``LayerNorm``.
     """
-    no_decay = set()
+    names = set()
     for module_name, module in model.named_modules():
         for param_name, _ in module.named_parameters(recurse=False):
-            full = f"{module_name}.{param_name}" if module_name else param_name
             if is_norm(module) or param_name == "bias":
-                no_decay.add(full)
-    decay_params, no_decay_params = [], []
+                names.add(f"{module_name}.{param_name}" if module_name else param_name)
+    return names
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None, layer_decay: float | None = None,
+                 stages: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Trainable parameters in optimizer groups: decay / no-decay, and per model part when needed.
+
+    With ``layer_decay`` (discriminative fine-tuning) the group of block i gets ``lr * layer_decay**depth`` where
+    depth counts blocks from the top (head 0, top block 1, ..., embeddings L+1). With ``stages`` (gradual
+    unfreezing) each group records the stage at which it starts learning.
+    """
+    unit_of, depth = {}, {}
+    if layer_decay is not None or stages:
+        units = find_parts(model).groups()
+        n_blocks = len(units) - 2
+        for unit, names in units.items():
+            unit_of.update(dict.fromkeys(names, unit))
+            depth[unit] = 0 if unit == "head" else n_blocks + 1 if unit == "embeddings" else n_blocks - int(
+                unit.split(".")[1])
+    no_decay = no_decay_names(model)
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay_params if name in no_decay else decay_params).append(param)
-    groups = [
-        {"params": decay_params, "weight_decay": weight_decay, "group": "decay"},
-        {"params": no_decay_params, "weight_decay": 0.0, "group": "no_decay"},
-    ]
-    return [g for g in groups if g["params"]]
+        if not param.requires_grad:
+            continue
+        unit = unit_of.get(name, "all")
+        kind = "no_decay" if name in no_decay else "decay"
+        group = groups.setdefault((unit, kind), {
+            "params": [], "weight_decay": 0.0 if kind == "no_decay" else weight_decay, "group": kind,
+            "unit": unit, "stage": (stages or {}).get(name, 0)})
+        if layer_decay is not None:
+            group["lr"] = lr * layer_decay ** depth[unit]
+        group["params"].append(param)
+    return list(groups.values())
+
+
+def gate_stages(scheduler: LambdaLR, stages: list[int], steps_per_stage: int) -> LambdaLR:
+    """Multiply each group's LR schedule by 0 until its unfreezing stage is reached.
+
+    Parameters waiting for their stage keep ``requires_grad`` and sit at LR 0, so an AdamW step leaves them
+    bit-identical and DDP's gradient buckets never change.
+    """
+    def gated(fn, stage):
+        return lambda step: fn(step) if step // steps_per_stage >= stage else 0.0
+
+    lambdas = [gated(fn, stage) for fn, stage in zip(scheduler.lr_lambdas, stages)]
+    return LambdaLR(scheduler.optimizer, lambdas)
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -78,7 +114,8 @@ class FineTuneModule(L.LightningModule):
         self.model = load_model(model, label_names, pad_token_id=self.tokenizer.pad_token_id)
         # Freeze now, before Lightning wraps the model (DDP/FSDP) and before configure_optimizers.
         self.model.train()  # from_pretrained returns eval mode, which would silently disable dropout
-        self.trainable_names = apply_strategy(self.model, strategy)
+        self.selection = apply_strategy(self.model, strategy)
+        self.trainable_names = self.selection.trainable
         self.param_counts = count_parameters(self.model)
 
         num_classes = len(label_names)
@@ -129,11 +166,16 @@ class FineTuneModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt_cfg = dict(self.hparams.optimizer)
-        groups = param_groups(self.model, float(opt_cfg.pop("weight_decay", 0.0)))
+        weight_decay = float(opt_cfg.pop("weight_decay", 0.0))
+        layer_decay = opt_cfg.pop("layer_decay", None)
+        selection = self.selection
+        groups = param_groups(self.model, weight_decay, opt_cfg.get("lr"), layer_decay,
+                              selection.stages if selection.num_stages > 1 else None)
         # _partial_ keeps the parameter tensors out of Hydra's config merge (which would copy them).
         optimizer = instantiate(opt_cfg, _partial_=True, _convert_="all")(groups)
-        sched_cfg = self.hparams.scheduler
-        if not sched_cfg or sched_cfg.get("name") in (None, "none"):
+        sched_cfg = dict(self.hparams.scheduler or {})
+        name = sched_cfg.get("name") or "none"
+        if name == "none" and selection.num_stages == 1:
             return optimizer
         from transformers import get_scheduler
 
@@ -141,5 +183,11 @@ class FineTuneModule(L.LightningModule):
         warmup = sched_cfg.get("warmup_steps")
         if warmup is None:
             warmup = math.ceil(float(sched_cfg.get("warmup_ratio") or 0.0) * total)
-        scheduler = get_scheduler(sched_cfg["name"], optimizer, num_warmup_steps=int(warmup), num_training_steps=total)
+        scheduler = get_scheduler("constant" if name == "none" else name, optimizer,
+                                  num_warmup_steps=int(warmup), num_training_steps=total)
+        if selection.num_stages > 1:
+            steps = selection.every
+            if selection.unit == "epoch":
+                steps *= math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches)
+            scheduler = gate_stages(scheduler, [g["stage"] for g in optimizer.param_groups], steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

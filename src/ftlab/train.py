@@ -17,6 +17,7 @@ from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
 from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
+from ftlab.plan import build_plan, format_plan, write_plan
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task)
     counts = module.param_counts
-    log.info("strategy %s: %d / %d parameters trainable (%.2f%%)", cfg.strategy.name,
-             counts["params/trainable"], counts["params/total"], 100 * counts["params/trainable_fraction"])
+    plan = build_plan(module.model, module.selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                      precision=cfg.trainer.get("precision", "32-true"),
+                      optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
+                      checkpointing=bool(cfg.model.get("gradient_checkpointing")))
+    write_plan(plan, out_dir / "plan.json")
+    print(f"[ftlab] strategy {cfg.strategy.name}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
+    if cfg.get("plan_only"):
+        return {"plan": plan, **counts}
 
     loggers = build_loggers(_plain(cfg.get("logger")))
     speed = SpeedMonitor()
@@ -55,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     failed = True
     try:
         for logger in loggers:
-            logger.log_hyperparams({**_plain(cfg), **counts, "data/split_sizes": datamodule.split_sizes})
+            logger.log_hyperparams({**_plain(cfg), **counts, "data/split_sizes": datamodule.split_sizes, "plan": plan})
         trainer.fit(module, datamodule=datamodule)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)

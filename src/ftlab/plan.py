@@ -1,0 +1,98 @@
+"""The cost of a freezing choice before training: parameters by group, and memory for grads, optimizer, activations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ftlab.models import ArchitectureError, find_parts
+from ftlab.strategies import Selection
+
+# Optimizer state tensors kept per trainable parameter.
+OPTIMIZER_STATES = {"AdamW": 2, "Adam": 2, "SGD": 1, "Adafactor": 1}
+
+
+def _bytes_per_activation(precision: str) -> int:
+    return 2 if str(precision).startswith(("16", "bf16")) else 4
+
+
+def activation_bytes(hidden: int, heads: int, batch: int, seq: int, blocks: int, precision: str,
+                     checkpointing: bool = False) -> int:
+    """Activations stored for backward by ``blocks`` transformer blocks.
+
+    Korthikanti et al. (2022): a block keeps about ``s*b*h*(34 + 5*a*s/h)`` bytes at 16-bit; scaled by the element
+    size here. With gradient checkpointing each block keeps only its input, plus one block's full set.
+    """
+    if blocks <= 0:
+        return 0
+    scale = _bytes_per_activation(precision) / 2
+    full = seq * batch * hidden * (34 + 5 * heads * seq / hidden) * scale
+    if checkpointing:
+        return int(blocks * seq * batch * hidden * 2 * scale + full)
+    return int(blocks * full)
+
+
+def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_length: int,
+               precision: str = "32-true", optimizer: str = "AdamW", checkpointing: bool = False) -> dict[str, Any]:
+    """Parameter counts by group and the memory the selection implies (bytes), as a JSON-ready dict."""
+    params = dict(model.named_parameters())
+    try:
+        parts = find_parts(model)
+        groups, blocks = parts.groups(), parts.blocks
+    except ArchitectureError:
+        groups, blocks = {"all": list(params)}, []
+    trainable = selection.trainable
+    by_group = {
+        name: {"total": sum(params[n].numel() for n in names),
+               "trainable": sum(params[n].numel() for n in names if n in trainable)}
+        for name, names in groups.items()
+    }
+    total = sum(p.numel() for p in params.values())
+    n_trainable = sum(params[n].numel() for n in trainable)
+    element = next(iter(params.values())).element_size()
+    # Backward runs from the top down to the lowest block holding a trainable parameter (or the embeddings).
+    lowest = next((i for i, b in enumerate(blocks) if any(n in trainable for n in b)), len(blocks))
+    if any(n in trainable for n in groups.get("embeddings", [])):
+        lowest = 0
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", 0) or 0
+    heads = getattr(config, "num_attention_heads", 1) or 1
+    return {
+        "strategy_stages": selection.num_stages,
+        "params": {"total": total, "trainable": n_trainable, "trainable_fraction": n_trainable / total,
+                   "by_group": by_group},
+        "memory_bytes": {
+            "weights": total * element,
+            "gradients": n_trainable * element,
+            "optimizer_state": n_trainable * element * OPTIMIZER_STATES.get(optimizer, 2),
+            "activations_estimate": activation_bytes(hidden, heads, batch_size, max_length, len(blocks) - lowest,
+                                                     precision, checkpointing),
+        },
+        "backward_blocks": len(blocks) - lowest,
+        "assumptions": {"batch_size": batch_size, "max_length": max_length, "precision": str(precision),
+                        "optimizer": optimizer, "gradient_checkpointing": checkpointing},
+    }
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    """A console table: one row per parameter group, then the memory lines."""
+    lines = [f"{'group':<14}{'params':>14}{'trainable':>14}"]
+    for name, row in plan["params"]["by_group"].items():
+        lines.append(f"{name:<14}{row['total']:>14,}{row['trainable']:>14,}")
+    p = plan["params"]
+    lines.append(f"{'total':<14}{p['total']:>14,}{p['trainable']:>14,}  ({100 * p['trainable_fraction']:.2f}%)")
+    for key, value in plan["memory_bytes"].items():
+        lines.append(f"{key:<22}{_mib(value):>14}")
+    lines.append(f"backward through {plan['backward_blocks']} block(s); {plan['assumptions']}")
+    return "\n".join(lines)
+
+
+def write_plan(plan: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(plan, indent=2) + "\n")
