@@ -82,3 +82,25 @@ def test_all_problems_reported_at_once(tiny_model_dir, tiny_csv, tmp_path):
     assert [p.split("=")[0] for p in found] == ["lr", "batch_size", "data.label_column", "strategy.name"]
     message = str(ConfigError(found))
     assert message.startswith("4 problem(s) in the config:")
+
+
+def test_strategy_errors_found_before_loading_weights(tiny_model_dir, tiny_csv, tmp_path):
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    assert problems(base + ["strategy=pattern", "strategy.train=[classifer]", "lr=0"]) == [
+        "lr=0: must be a positive float",
+        "strategy.train: 'classifer' matches no parameter; closest names: classifier.bias, classifier.weight",
+    ]
+    found = problems(base + ["strategy=gradual_unfreezing", "strategy.unit=batch", "strategy.every=0",
+                             "++optimizer.layer_decay=1.5"])
+    assert [p.split(":")[0] for p in found] == ["strategy.every=0", "strategy.unit='batch'",
+                                               "optimizer.layer_decay=1.5"]
+    found = problems(base + ["strategy=partial", "strategy.trainable_layers=0", "strategy.train_head=false"])
+    assert len(found) == 1 and "selects no parameter to train" in found[0]
+
+
+@pytest.mark.parametrize("overrides", [["strategy=partial", "strategy.trainable_layers=-2"],
+                                       ["strategy=bitfit"], ["strategy=gradual_unfreezing"],
+                                       ["strategy=pattern", "strategy.freeze=[embeddings]"],
+                                       ["optimizer.layer_decay=0.8"]])
+def test_valid_strategy_configs_pass(tiny_model_dir, tiny_csv, tmp_path, overrides):
+    validate_config(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path) + overrides))

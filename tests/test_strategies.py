@@ -56,3 +56,40 @@ def test_selecting_nothing_is_an_error(bert):
 def test_unknown_strategy_lists_choices(bert):
     with pytest.raises(StrategyError, match="valid choices: full, partial, head_only, bitfit, pattern, gradual_unfreezing"):
         apply_strategy(bert, {"name": "lora"})
+
+
+def test_negative_k_trains_bottom_blocks(bert):
+    trainable = apply_strategy(bert, {"name": "partial", "trainable_layers": -1}).trainable
+    assert trainable == names(bert, "bert.encoder.layer.0.", *HEAD)
+
+
+def test_bitfit_trains_biases_and_head(bert):
+    trainable = apply_strategy(bert, {"name": "bitfit"}).trainable
+    biases = {n for n, _ in bert.named_parameters() if n.endswith("bias")}
+    assert trainable == biases | names(bert, *HEAD)
+    assert "bert.encoder.layer.0.attention.self.query.weight" not in trainable
+
+
+def test_pattern_train_minus_freeze(bert):
+    selection = apply_strategy(bert, {"name": "pattern", "train": [r"attention\.self", "classifier"],
+                                      "freeze": [r"layer\.0\."]})
+    assert selection.trainable == names(bert, "bert.encoder.layer.1.attention.self.", "classifier.")
+
+
+def test_pattern_matching_nothing_lists_close_names(bert):
+    with pytest.raises(StrategyError) as info:
+        apply_strategy(bert, {"name": "pattern", "train": ["classifer.weight", "("]})
+    message = str(info.value)
+    assert "'classifer.weight' matches no parameter; closest names: classifier.weight" in message
+    assert "'(' is not a valid regular expression" in message
+
+
+def test_gradual_unfreezing_stages(bert):
+    selection = apply_strategy(bert, {"name": "gradual_unfreezing", "every": 1, "unit": "epoch"})
+    assert selection.trainable == names(bert, "")  # all trainable from the start, gated by LR
+    stage = selection.stages
+    assert {stage[n] for n in names(bert, *HEAD)} == {0}
+    assert {stage[n] for n in names(bert, "bert.encoder.layer.1.")} == {1}
+    assert {stage[n] for n in names(bert, "bert.encoder.layer.0.")} == {2}
+    assert {stage[n] for n in names(bert, "bert.embeddings.")} == {3}
+    assert selection.num_stages == 4

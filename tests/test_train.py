@@ -85,6 +85,7 @@ def test_wandb_offline_run_holds_config_and_metrics(job):
         if record.WhichOneof("record_type") == "config":
             config.update({item.key: json.loads(item.value_json) for item in record.config.update})
     assert config["lr"] == 3e-3 and config["strategy"] == {"name": "full"}
+    assert config["plan"]["params"]["trainable"] == metrics["params/trainable"]  # the cost plan is logged too
     exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert len(exits) == 1 and exits[0].exit_code == 0
 

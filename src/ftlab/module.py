@@ -66,6 +66,7 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
         kind = "no_decay" if name in no_decay else "decay"
         group = groups.setdefault((unit, kind), {
             "params": [], "weight_decay": 0.0 if kind == "no_decay" else weight_decay, "group": kind,
+            "name": kind if unit == "all" else f"{unit}/{kind}",  # LearningRateMonitor labels curves with it
             "unit": unit, "stage": (stages or {}).get(name, 0)})
         if layer_decay is not None:
             group["lr"] = lr * layer_decay ** depth[unit]

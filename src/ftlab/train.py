@@ -48,6 +48,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                       optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
                       checkpointing=bool(cfg.model.get("gradient_checkpointing")))
     write_plan(plan, out_dir / "plan.json")
+    if cfg.strategy.name == "pattern":
+        print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
     print(f"[ftlab] strategy {cfg.strategy.name}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
     if cfg.get("plan_only"):
         return {"plan": plan, **counts}
