@@ -15,6 +15,11 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
     except ConfigError as err:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one bad job must not stop the sweep: Hydra records it and the report lists it
         sys.exit(f"ftlab: {err}")
     if cfg.plan_only:
         return None

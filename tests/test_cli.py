@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import tiny_overrides
+from ftlab.sweeps import group_name
+from tests.helpers import read_wandb_records, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
-    seen, run_ids = set(), set()
+    seen, run_ids, groups = set(), set(), set()
     for job in jobs:
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
@@ -42,11 +43,23 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
         assert metrics["strategy"] == strategy
         assert (metrics["params/trainable"] == metrics["params/total"]) == (strategy == "full")
         assert (job / "model" / "config.json").exists() and (job / "checkpoints" / "best.ckpt").exists()
-        runs = list((job / "wandb").glob("offline-run-*"))
+        runs = list((job / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(runs) == 1  # one W&B run per job, inside the job's directory
-        run_ids.add(runs[0].name.rsplit("-", 1)[-1])
+        records = read_wandb_records(runs[0])
+        run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+        run_ids.add(run.run_id)
+        groups.add(run.run_group)
+        assert run.display_name == f"strategy={combo[0]},lr={combo[1]:g}"  # the swept overrides
+        assert run.job_type == "train" and list(run.tags) == ["ftlab", "text_classification", strategy]
+        summary = {}
+        for r in records:
+            if r.WhichOneof("record_type") == "summary":
+                summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+        assert summary["test/acc"] == pytest.approx(metrics["test/acc"])
+        assert summary["params/trainable"] == metrics["params/trainable"]
     assert seen == {(s, lr, lr) for s in ("full", "partial") for lr in (1e-5, 2e-5)}
     assert len(run_ids) == 4
+    assert groups == {group_name(sweep)}  # the whole sweep in one W&B group
 
 
 def test_config_errors_exit_non_zero_with_one_message(tiny_model_dir, tiny_csv, tmp_path):

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 
 
+def current_rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
 class SpeedMonitor(L.Callback):
-    """Measures training wall time and throughput (samples/s over optimisation steps, all ranks)."""
+    """Measures training wall time, throughput (samples/s over optimisation steps, all ranks) and peak memory.
+
+    Peak memory is the accelerator's peak allocation on GPU, else the peak resident set size sampled at
+    every training step of this fit (the process-wide maximum would mix jobs of an in-process sweep).
+    """
 
     def __init__(self) -> None:
+        self.peak_memory = 0
         self.samples = 0
         self.step_time = 0.0
         self.fit_time = 0.0
@@ -20,6 +36,8 @@ class SpeedMonitor(L.Callback):
         self._batch_start = 0.0
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
         self._fit_start = time.perf_counter()
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -31,6 +49,10 @@ class SpeedMonitor(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.step_time += time.perf_counter() - self._batch_start
         self.samples += len(batch["labels"]) * trainer.world_size
+        if pl_module.device.type == "cuda":
+            self.peak_memory = torch.cuda.max_memory_allocated(pl_module.device)
+        else:
+            self.peak_memory = max(self.peak_memory, current_rss_bytes())
 
     @property
     def samples_per_s(self) -> float:

@@ -6,9 +6,12 @@ import logging
 import netrc
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
+
+from ftlab.sweeps import group_name, job_label, run_id, swept_keys
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +26,33 @@ def has_wandb_credentials() -> bool:
         return False
 
 
-def build_loggers(cfg: dict[str, Any] | None) -> list:
+def wandb_identity(output_dir: str) -> dict[str, Any]:
+    """Group, name and id of a job's W&B run.
+
+    In a multirun every job of the sweep shares one group (the sweep directory) and is named by its swept
+    overrides; the id is derived from the job directory, so a requeued job resumes its own run.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    identity: dict[str, Any] = {"id": run_id(output_dir), "resume": "allow"}
+    if not HydraConfig.initialized():
+        return identity
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        identity["group"] = group_name(hydra_cfg.sweep.dir)
+        identity["name"] = job_label(overrides, swept_keys(Path(hydra_cfg.sweep.dir))) or hydra_cfg.job.override_dirname
+    elif hydra_cfg.job.override_dirname:
+        identity["name"] = hydra_cfg.job.override_dirname[:128]
+    return identity
+
+
+def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
     """Instantiate the configured Lightning loggers.
 
     W&B never prompts: with no credentials and no explicit WANDB_MODE it runs offline
-    (sync later with ``wandb sync <dir>``).
+    (sync later with ``wandb sync <dir>``). Group, name and id come from the sweep unless set in config.
     """
     loggers = []
     for spec in (cfg or {}).values():
@@ -38,6 +63,9 @@ def build_loggers(cfg: dict[str, Any] | None) -> list:
             if "WANDB_MODE" not in os.environ and not has_wandb_credentials():
                 log.info("W&B: no API key found, logging offline")
                 spec["offline"] = True
+            for key, value in wandb_identity(output_dir).items():
+                if spec.get(key) is None:
+                    spec[key] = value
             os.makedirs(spec.get("save_dir") or ".", exist_ok=True)
         loggers.append(instantiate(spec, _convert_="all"))
     return loggers

@@ -133,6 +133,10 @@ class FineTuneModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.model(**batch).loss
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"]))
+        # Checked at the logging interval only: a per-step check would force a device sync every step.
+        interval = self._trainer.log_every_n_steps if self._trainer is not None else 1
+        if self.global_step % interval == 0 and not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         return loss
 
     def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric):

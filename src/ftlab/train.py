@@ -54,7 +54,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("plan_only"):
         return {"plan": plan, **counts}
 
-    loggers = build_loggers(_plain(cfg.get("logger")))
+    loggers = build_loggers(_plain(cfg.get("logger")), str(out_dir))
     speed = SpeedMonitor()
     callbacks = build_callbacks(
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
@@ -75,6 +75,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "strategy": cfg.strategy.name,
             "train_time_s": speed.fit_time,
             "train_samples_per_s": speed.samples_per_s,
+            "peak_memory_mb": speed.peak_memory / 2**20,
+            "monitor": cfg.monitor,
             "global_step": trainer.global_step,
             "best_checkpoint": best,
             "data/split_sizes": datamodule.split_sizes,

@@ -1,0 +1,50 @@
+"""Identity of a job inside a Hydra sweep: the sweep's group name, the swept keys, a job label, a stable run id."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+
+def swept_keys(sweep_dir: Path) -> list[str]:
+    """Keys the sweep varies (``strategy``, ``lr``, ...), read from the sweep's ``multirun.yaml``.
+
+    Hydra writes that file before launching jobs; an override with a choice list, range or sweep
+    function (``lr=1e-5,2e-5``) is a swept key, and so is every key of a search sweeper's space.
+    """
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.exists():  # search sweepers (Optuna) write none: every job's hydra.yaml holds the space
+        path = next(iter(sorted(Path(sweep_dir).glob("*/.hydra/hydra.yaml"))), None)
+        if path is None:
+            return []
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra_cfg = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+    task = hydra_cfg.get("overrides", {}).get("task", []) or []
+    overrides = OverridesParser.create().parse_overrides(list(task))
+    keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
+    # Search sweepers (Optuna) declare their space under hydra.sweeper.params.
+    params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
+    return keys + [k.lstrip("+~") for k in params if k.lstrip("+~") not in keys]
+
+
+def job_label(overrides: list[str], keys: list[str]) -> str:
+    """``strategy=partial,lr=2e-05``: the job's overrides of the swept keys, in the sweep's order."""
+    by_key = {o.split("=", 1)[0].lstrip("+~"): o.lstrip("+~") for o in overrides if "=" in o}
+    return ",".join(by_key[k] for k in keys if k in by_key)
+
+
+def group_name(sweep_dir: str | Path) -> str:
+    """A readable, unique W&B group for a sweep: its directory relative to ``outputs/`` (or its last parts)."""
+    parts = Path(os.path.abspath(sweep_dir)).parts
+    tail = parts[parts.index("outputs") + 1:] if "outputs" in parts else parts[-3:]
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "/".join(tail))[-120:]
+
+
+def run_id(output_dir: str | Path) -> str:
+    """Stable W&B run id of a job directory: a requeued or resumed job logs into the same run."""
+    return hashlib.sha1(os.path.abspath(output_dir).encode()).hexdigest()[:16]
