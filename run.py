@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float | None:
     # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
     from ftlab.config import ConfigError
+    from ftlab.resume import TrainingInterrupted
     from ftlab.train import train
 
     try:
@@ -21,6 +22,8 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one bad job must not stop the sweep: Hydra records it and the report lists it
         sys.exit(f"ftlab: {err}")
+    except TrainingInterrupted as err:
+        sys.exit(f"ftlab: interrupted: {err}\ncontinue with: python run.py resume={cfg.output_dir}")
     if cfg.plan_only:
         return None
     return float(metrics[cfg.monitor])  # the objective for Hydra sweepers (e.g. Optuna)

@@ -99,3 +99,19 @@ def read_wandb_records(path: Path) -> list:
             record.ParseFromString(payload)
             records.append(record)
     return records
+
+
+class SignalAt:
+    """A Lightning callback that sends this process a signal before a given training step (first run only)."""
+
+    def __new__(cls, step: int, signum: int = 15):
+        import os
+
+        import lightning as L
+
+        class _SignalAt(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if trainer.ckpt_path is None and trainer.global_step == step:
+                    os.kill(os.getpid(), signum)
+
+        return _SignalAt()

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
+from ftlab.samplers import ExactDistributedSampler, ResumableSampler
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class TextClassificationData(L.LightningDataModule):
         self.seed = seed
         self.datasets = None
         self.label_names: list[str] = []
+        self.train_sampler: ResumableSampler | None = None
+        self._resume: tuple[int, int] | None = None
 
     def cache_key(self) -> str:
         """Hash of everything that determines the prepared data."""
@@ -203,6 +206,12 @@ class TextClassificationData(L.LightningDataModule):
             shutil.rmtree(tmp, ignore_errors=True)  # another process won the race with identical content
         log.info("data: prepared %s", {s: len(d) for s, d in dsd.items()})
 
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """Make the training pass over ``epoch`` skip the ``batches_done`` batches a checkpoint already trained on."""
+        self._resume = (epoch, batches_done * self.batch_size)
+        if self.train_sampler is not None:
+            self.train_sampler.resume(*self._resume)
+
     def _tokenize(self, batch: dict[str, list]) -> dict[str, list]:
         return self.tokenizer(batch["text"], truncation=True, max_length=self.max_length)
 
@@ -223,12 +232,22 @@ class TextClassificationData(L.LightningDataModule):
         from transformers import DataCollatorWithPadding
 
         workers = self.cfg.get("num_workers", 0)
-        generator = torch.Generator().manual_seed(self.seed)
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        dataset = self.datasets[split]
+        if shuffle:
+            sampler = ResumableSampler(dataset, self.seed, replicas, rank)
+            self.train_sampler = sampler
+            if self._resume is not None:
+                sampler.resume(*self._resume)
+        else:
+            sampler = ExactDistributedSampler(dataset, replicas, rank)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            generator=generator if shuffle else None,
+            sampler=sampler,
+            # Its own generator: iterating a loader must not consume the global RNG (dropout), for exact resumption.
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=workers,
             persistent_workers=workers > 0,

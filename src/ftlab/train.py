@@ -8,16 +8,19 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.callbacks import SpeedMonitor, build_callbacks
 from ftlab.config import validate_config
 from ftlab.data import TextClassificationData
+from ftlab.distributed import prepare_rank_relaunch, spawns_processes
 from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
 from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.plan import build_plan, format_plan, write_plan
+from ftlab.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +30,17 @@ def _plain(node) -> Any:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job described by a composed config and return its final metrics."""
+    """Run one job described by a composed config and return its final metrics.
+
+    If the job directory already holds ``checkpoints/last.ckpt`` (a requeued SLURM job, or ``resume=<job dir>``),
+    training continues from it.
+    """
+    cfg = resume_config(cfg)
     validate_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    is_main = rank_zero_only.rank == 0
 
     datamodule = TextClassificationData(
         _plain(cfg.data), load_tokenizer(_plain(cfg.model)), cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
@@ -47,25 +56,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                       precision=cfg.trainer.get("precision", "32-true"),
                       optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
                       checkpointing=bool(cfg.model.get("gradient_checkpointing")))
-    write_plan(plan, out_dir / "plan.json")
-    if cfg.strategy.name == "pattern":
-        print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
-    print(f"[ftlab] strategy {cfg.strategy.name}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
+    if is_main:
+        write_plan(plan, out_dir / "plan.json")
+        print(f"[ftlab] strategy {cfg.strategy.name}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
+        if cfg.strategy.name == "pattern":
+            print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
     if cfg.get("plan_only"):
         return {"plan": plan, **counts}
 
+    if spawns_processes(cfg.trainer):
+        prepare_rank_relaunch()
     loggers = build_loggers(_plain(cfg.get("logger")), str(out_dir))
     speed = SpeedMonitor()
     callbacks = build_callbacks(
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
-        progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False) + [speed]
+        progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
+    callbacks += [speed, Resumption(out_dir / LAST_CHECKPOINT, datamodule)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all")
+    resume_from = last_checkpoint(out_dir)
 
     failed = True
     try:
         for logger in loggers:
             logger.log_hyperparams({**_plain(cfg), **counts, "data/split_sizes": datamodule.split_sizes, "plan": plan})
-        trainer.fit(module, datamodule=datamodule)
+        if resume_from:
+            log.info("resuming from %s", resume_from)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
@@ -73,11 +89,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics: dict[str, Any] = {
             **val, **test, **counts,
             "strategy": cfg.strategy.name,
+            "monitor": cfg.monitor,
             "train_time_s": speed.fit_time,
             "train_samples_per_s": speed.samples_per_s,
             "peak_memory_mb": speed.peak_memory / 2**20,
-            "monitor": cfg.monitor,
             "global_step": trainer.global_step,
+            "resumed_from": str(resume_from) if resume_from else None,
             "best_checkpoint": best,
             "data/split_sizes": datamodule.split_sizes,
             "test/confusion_matrix": {"labels": datamodule.label_names, "matrix": module.confusion_matrix},
@@ -90,7 +107,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                                    step=trainer.global_step)
             log.info("val:  %s", format_metrics(metrics, "val/"))
-            log.info("test: %s", format_metrics(metrics, "test/"))
             print(f"[ftlab] test: {format_metrics(metrics, 'test/')}  (outputs: {out_dir})")
         failed = False
         return metrics

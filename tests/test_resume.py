@@ -1,0 +1,50 @@
+"""Interrupt a run with a real signal, resume it, and get exactly the uninterrupted run's result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.helpers import tiny_overrides
+from tests.test_cli import run_cli
+
+pytestmark = pytest.mark.slow
+
+RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true"]
+
+
+def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    base = tiny_overrides(tiny_model_dir, tiny_csv, whole, *RUN)
+    proc = run_cli(*base, f"hydra.run.dir={whole}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # SIGTERM before step 8 of 12 (mid second epoch): the batch finishes, last.ckpt is saved, the run stops.
+    killer = ["+callbacks.killer._target_=tests.helpers.SignalAt", "+callbacks.killer.step=7"]
+    cut_args = [a.replace(str(whole), str(cut)) for a in base] + killer
+    proc = run_cli(*cut_args, f"hydra.run.dir={cut}")
+    assert proc.returncode == 1
+    assert "ftlab: interrupted: SIGTERM at step 8" in proc.stderr
+    assert f"continue with: python run.py resume={cut}" in proc.stderr
+    assert (cut / "checkpoints" / "last.ckpt").exists() and not (cut / "metrics.json").exists()
+
+    proc = run_cli(f"resume={cut}", f"hydra.run.dir={tmp_path / 'resume-invocation'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((cut / "metrics.json").read_text())
+    assert b["resumed_from"] == str(cut / "checkpoints" / "last.ckpt")
+    assert b["global_step"] == a["global_step"] == 12
+    for key in ("val/loss", "val/acc", "test/loss", "test/acc", "test/f1"):
+        assert b[key] == a[key], key  # exactly, not approximately
+    wa, wb = load_file(whole / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("lr: 1\n")
+    proc = run_cli(f"resume={tmp_path}", f"hydra.run.dir={tmp_path / 'x'}")
+    assert proc.returncode == 1
+    assert f"resume='{tmp_path}': the job has no checkpoints/last.ckpt to resume from" in proc.stderr
