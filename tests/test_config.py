@@ -104,3 +104,27 @@ def test_strategy_errors_found_before_loading_weights(tiny_model_dir, tiny_csv, 
                                        ["optimizer.layer_decay=0.8"]])
 def test_valid_strategy_configs_pass(tiny_model_dir, tiny_csv, tmp_path, overrides):
     validate_config(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path) + overrides))
+
+
+def test_precision_and_accelerator_must_run_here(tiny_model_dir, tiny_csv, tmp_path):
+    import torch
+
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    assert problems(base + ["trainer.precision=16-mixed"]) == [
+        "trainer.precision='16-mixed': float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true"]
+    assert "trainer.precision='8-bit': unknown value; valid choices: 32-true" in problems(
+        base + ["trainer.precision=8-bit"])[0]
+    for ok in ("32-true", "bf16-mixed", "bf16-true"):
+        validate_config(compose(base + [f"trainer.precision={ok}"]))
+    if not torch.cuda.is_available():
+        assert problems(base + ["trainer=ddp"])[0].startswith(
+            "trainer.accelerator='gpu': no CUDA GPU is visible here")
+
+
+def test_fsdp_wraps_each_transformer_block(tiny_model_dir):
+    from ftlab.distributed import block_wrap_policy
+    from ftlab.models import load_model
+
+    model = load_model({"pretrained_model_name_or_path": str(tiny_model_dir)}, ["a", "b"])
+    wrapped = [name for name, m in model.named_modules() if block_wrap_policy(m, recurse=False, nonwrapped_numel=0)]
+    assert wrapped == ["bert.encoder.layer.0", "bert.encoder.layer.1"]

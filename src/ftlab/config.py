@@ -13,6 +13,8 @@ from ftlab.assets import resolve_path
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial", "none")
 SOURCES = ("folder", "files", "hub")
 MONITORS = ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+CUDA_ONLY_PRECISIONS = ("16-mixed", "16", "16-true")
 
 
 class ConfigError(ValueError):
@@ -166,6 +168,21 @@ def _label_count(c: _Checker) -> int | None:
     return len(classes) if classes else None
 
 
+def _check_hardware(c: _Checker) -> None:
+    """Precision and accelerator must be runnable here (fp16 has no CPU kernels for training)."""
+    import torch
+
+    accelerator = str(c.get("trainer.accelerator") or "auto")
+    has_cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not has_cuda:
+        c.fail("trainer.accelerator", "no CUDA GPU is visible here; valid choices: cpu, auto")
+    precision = str(c.get("trainer.precision") or "32-true")
+    if c.choice("trainer.precision", PRECISIONS):
+        on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_cuda)
+        if on_cpu and precision in CUDA_ONLY_PRECISIONS:
+            c.fail("trainer.precision", "float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
+
+
 def _check_data(c: _Checker) -> None:
     if not c.choice("data.source", SOURCES):
         return
@@ -207,6 +224,7 @@ def validate_config(cfg: DictConfig) -> None:
         c.fail("scheduler.warmup_steps", "must be an integer >= 0 or null")
     if c.get("trainer._target_") is None:
         c.fail("trainer._target_", "the trainer group must configure lightning.Trainer")
+    _check_hardware(c)
     _check_data(c)
     _check_strategy(c, _check_model(c))
     if c.problems:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -32,5 +34,37 @@ def prepare_rank_relaunch() -> None:
     job_dir = hydra_cfg.runtime.output_dir
     saved = Path(job_dir) / str(hydra_cfg.output_subdir or ".hydra")
     sys.argv = [sys.argv[0], "--config-path", str(saved), "--config-name", "config", f"output_dir={job_dir}"]
-    with read_write(HydraConfig.instance().cfg), open_dict(HydraConfig.instance().cfg):
-        HydraConfig.instance().cfg.hydra.run.dir = job_dir
+    run_node = HydraConfig.instance().cfg.hydra.run
+    with read_write(run_node), open_dict(run_node):  # Lightning passes hydra.run.dir to the children
+        run_node.dir = job_dir
+
+
+BLOCK_SUFFIXES = ("Layer", "Block")
+
+
+def block_wrap_policy(module, recurse: bool, nonwrapped_numel: int) -> bool:
+    """FSDP auto-wrap policy: one FSDP unit per transformer block (``BertLayer``, ``GPT2Block``,
+    ``LlamaDecoderLayer``, ...), so a frozen block and a trainable block never share a flat parameter."""
+    if recurse:
+        return True
+    return type(module).__name__.endswith(BLOCK_SUFFIXES) and any(True for _ in module.parameters())
+
+
+@contextlib.contextmanager
+def job_scoped_distributed():
+    """Undo what a multi-process Trainer leaves in this process, so the next job of an in-process sweep starts clean.
+
+    Lightning keeps the process group alive and writes ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_PORT``, ... into
+    ``os.environ``; the next job would reuse a group whose peers have exited, or believe its ranks are launched
+    externally.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.callbacks import SpeedMonitor, build_callbacks
 from ftlab.config import validate_config
 from ftlab.data import TextClassificationData
-from ftlab.distributed import prepare_rank_relaunch, spawns_processes
+from ftlab.distributed import job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
 from ftlab.models import load_tokenizer
@@ -66,6 +66,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     if spawns_processes(cfg.trainer):
         prepare_rank_relaunch()
+        with job_scoped_distributed():
+            return _fit_and_evaluate(cfg, datamodule, module, plan, out_dir)
+    return _fit_and_evaluate(cfg, datamodule, module, plan, out_dir)
+
+
+def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, module: FineTuneModule,
+                      plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Fit (resuming from the job's last checkpoint if any), evaluate the best checkpoint, export, log."""
+    counts = module.param_counts
     loggers = build_loggers(_plain(cfg.get("logger")), str(out_dir))
     speed = SpeedMonitor()
     callbacks = build_callbacks(
