@@ -115,3 +115,18 @@ class SignalAt:
                     os.kill(os.getpid(), signum)
 
         return _SignalAt()
+
+
+class SlowSteps:
+    """A Lightning callback that sleeps after every training step, to keep a tiny job running for a while."""
+
+    def __new__(cls, seconds: float):
+        import time
+
+        import lightning as L
+
+        class _SlowSteps(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                time.sleep(seconds)
+
+        return _SlowSteps()

@@ -82,7 +82,12 @@ class Resumption(L.Callback):
         previous = self._previous.get(pending)
         self._restore_handlers()
         if callable(previous) and getattr(previous, "__module__", "").startswith("submitit"):
-            previous(pending, None)  # submitit requeues the job and exits; the requeued job resumes from last.ckpt
+            # SIGUSR2: submitit requeues the job and exits; the requeued job resumes from last.ckpt.
+            # SIGTERM: submitit ignores it (SLURM is ending the job); keep training until SLURM stops us.
+            previous(pending, None)
+            self.pending = None
+            self.on_fit_start(trainer, pl_module)
+            return
         raise TrainingInterrupted(f"{name} at step {trainer.global_step}; resume from {self.last_path}")
 
     # -- state ---------------------------------------------------------------------------------------------

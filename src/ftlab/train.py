@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,14 @@ def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, modul
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
         progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
     callbacks += [speed, Resumption(out_dir / LAST_CHECKPOINT, datamodule)]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all")
+    extra = {}
+    if "SLURM_JOB_ID" in os.environ and "plugins" not in cfg.trainer:
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        # Requeueing belongs to submitit (SIGUSR2) and the Resumption callback, not to Lightning's SIGUSR1 handler.
+        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all",
+                                     **extra)
     resume_from = last_checkpoint(out_dir)
 
     failed = True
