@@ -7,7 +7,7 @@ import pytest
 from ftlab.config import ConfigError, validate_config
 from tests.helpers import CONF_DIR, compose, tiny_overrides
 
-GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def group_options():
@@ -29,6 +29,19 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
     assert resolved["lr"] == cfg.lr
     if group == "optimizer":
         assert resolved["optimizer"]["lr"] == cfg.lr  # top-level lr feeds the optimizer
+
+
+def test_slurm_launcher_composes_and_follows_the_trainer(tmp_path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", return_hydra_config=True,
+                            overrides=["hydra/launcher=slurm", "trainer=ddp_cpu", f"output_dir={tmp_path}"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert launcher["tasks_per_node"] == 2 and launcher["nodes"] == 1 and launcher["signal_delay_s"] == 120
 
 
 def test_default_config_is_valid():
@@ -117,7 +130,7 @@ def test_precision_and_accelerator_must_run_here(tiny_model_dir, tiny_csv, tmp_p
     for ok in ("32-true", "bf16-mixed", "bf16-true"):
         validate_config(compose(base + [f"trainer.precision={ok}"]))
     if not torch.cuda.is_available():
-        assert problems(base + ["trainer=ddp"])[0].startswith(
+        assert problems(base + ["trainer=ddp", "trainer.accelerator=gpu"])[0].startswith(
             "trainer.accelerator='gpu': no CUDA GPU is visible here")
 
 
