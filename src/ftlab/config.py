@@ -225,6 +225,12 @@ def validate_config(cfg: DictConfig) -> None:
     if c.get("trainer._target_") is None:
         c.fail("trainer._target_", "the trainer group must configure lightning.Trainer")
     _check_hardware(c)
+    if c.get("export_onnx"):
+        import importlib.util
+
+        missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
+        if missing:
+            c.fail("export_onnx", f"needs the onnx extra ({', '.join(missing)} missing): pip install -e \".[onnx]\"")
     _check_data(c)
     _check_strategy(c, _check_model(c))
     if c.problems:

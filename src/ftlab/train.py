@@ -13,12 +13,14 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.callbacks import SpeedMonitor, build_callbacks
+from ftlab.card import write_model_card
 from ftlab.config import validate_config
 from ftlab.data import TextClassificationData
 from ftlab.distributed import job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
 from ftlab.models import load_tokenizer
+from ftlab.onnx_export import export_onnx
 from ftlab.module import FineTuneModule
 from ftlab.plan import build_plan, format_plan, write_plan
 from ftlab.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
@@ -119,7 +121,12 @@ def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, modul
         if trainer.is_global_zero:
             # The module now holds the best weights: validate/test restored them from the checkpoint.
             export_model(module, out_dir / "model")
+            if cfg.get("export_onnx"):  # parity checked on real test inputs
+                test_ids = datamodule.datasets["test"][:16]["input_ids"]
+                texts = module.tokenizer.batch_decode(test_ids, skip_special_tokens=True)
+                metrics["onnx"] = export_onnx(out_dir / "model", out_dir / "onnx", texts)
             write_metrics(out_dir / "metrics.json", metrics)
+            write_model_card(out_dir / "model", _plain(cfg), metrics)
             for logger in loggers:
                 logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                                    step=trainer.global_step)

@@ -1,0 +1,84 @@
+"""The model card (``model/README.md``) of a job: what was trained, on what, how, with which results."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+
+def reproduce_command() -> str:
+    """``python run.py <the job's overrides>`` when running under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "python run.py  # with the overrides in the job's .hydra/overrides.yaml"
+    return " ".join(["python", "run.py", *map(shlex.quote, HydraConfig.get().overrides.task)])
+
+
+def _confusion_table(confusion: dict[str, Any]) -> str:
+    labels = confusion["labels"]
+    lines = ["| true \\ predicted | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(str(v) for v in row) + " |"
+              for label, row in zip(labels, confusion["matrix"])]
+    return "\n".join(lines)
+
+
+def model_card(cfg: dict[str, Any], metrics: dict[str, Any], command: str) -> str:
+    """Markdown card from the resolved config and the final metrics of a job."""
+    strategy = cfg["strategy"]
+    sizes = metrics["data/split_sizes"]
+    data = cfg["data"]
+    scores = "\n".join(f"| {k} | {metrics[k]:.4f} |" for k in sorted(metrics)
+                       if k.startswith(("val/", "test/")) and isinstance(metrics[k], float))
+    trainer = cfg["trainer"]
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+base_model: {cfg['model']['pretrained_model_name_or_path']}
+---
+# Fine-tuned text classifier (ftlab)
+
+- **Base checkpoint:** `{cfg['model']['pretrained_model_name_or_path']}`
+- **Data:** `{data.get('path') or data.get('name')}` ({data['source']}); train / validation / test =
+  {sizes['train']} / {sizes['validation']} / {sizes['test']} examples (deduplicated, seeded stratified split,
+  seed {cfg['seed']})
+- **Labels:** {', '.join(metrics['test/confusion_matrix']['labels'])}
+- **Strategy:** `{strategy['name']}` ({', '.join(f'{k}={v}' for k, v in strategy.items() if k != 'name') or 'no options'});
+  trainable parameters {metrics['params/trainable']:,} of {metrics['params/total']:,}
+  ({100 * metrics['params/trainable_fraction']:.2f}%)
+- **Hyperparameters:** lr {cfg['lr']}, batch size {cfg['batch_size']}, max length {cfg['max_length']},
+  optimizer `{cfg['optimizer']['_target_']}` (weight decay {cfg['optimizer'].get('weight_decay')}), scheduler
+  `{cfg['scheduler']['name']}`, max epochs {trainer.get('max_epochs')}, max steps {trainer.get('max_steps')},
+  precision {trainer.get('precision')}; {metrics['global_step']} optimizer steps in {metrics['train_time_s']:.1f} s
+- **Selected by:** best `{cfg['monitor']}` ({cfg['monitor_mode']})
+
+## Results
+
+| metric | value |
+|---|---|
+{scores}
+
+Test confusion matrix:
+
+{_confusion_table(metrics['test/confusion_matrix'])}
+
+## Use
+
+```python
+from transformers import pipeline
+classify = pipeline("text-classification", model="<this directory>")
+```
+
+## Reproduce
+
+```bash
+{command}
+```
+"""
+
+
+def write_model_card(directory: Path, cfg: dict[str, Any], metrics: dict[str, Any]) -> Path:
+    path = Path(directory) / "README.md"
+    path.write_text(model_card(cfg, metrics, reproduce_command()))
+    return path
