@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import torch
 
 from ftlab.data import TextClassificationData
 from ftlab.models import load_tokenizer

@@ -30,10 +30,12 @@ class OnnxUnavailable(RuntimeError):
 
 
 def _require_onnx():
+    import importlib
+
     try:
-        import onnx  # noqa: F401
+        for name in ("onnx", "onnxscript"):  # the exporter needs both, imported lazily by torch
+            importlib.import_module(name)
         import onnxruntime
-        import onnxscript  # noqa: F401
     except ImportError as err:
         raise OnnxUnavailable(
             f"ONNX export needs the onnx extra ({err.name} is missing): pip install -e \".[onnx]\"") from err

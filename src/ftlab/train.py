@@ -20,8 +20,8 @@ from ftlab.distributed import job_scoped_distributed, prepare_rank_relaunch, spa
 from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
 from ftlab.models import load_tokenizer
-from ftlab.onnx_export import export_onnx
 from ftlab.module import FineTuneModule
+from ftlab.onnx_export import export_onnx
 from ftlab.plan import build_plan, format_plan, write_plan
 from ftlab.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
 
