@@ -17,6 +17,8 @@ pytestmark = pytest.mark.slow
      ["plain PyTorch loop", "ftlab (Lightning)", "HF Trainer"]),
     ("strategies.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32",
                        "--only", "full", "partial k=1", "bitfit"], ["partial k=1", "bitfit", "vs floor"]),
+    ("data.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
+     ["dynamic", "max_length", "cached (load_from_disk)"]),
 ])
 def test_benchmark_script_runs(script, args, expect):
     proc = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True,

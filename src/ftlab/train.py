@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,9 @@ def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, modul
             logger.log_hyperparams({**_plain(cfg), **counts, "data/split_sizes": datamodule.split_sizes, "plan": plan})
         if resume_from:
             log.info("resuming from %s", resume_from)
+            # The Resumption callback restores the position in the epoch; Lightning cannot see that and would
+            # warn that the dataloader is not resumable.
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
