@@ -45,6 +45,7 @@ class Resumption(L.Callback):
         self.pending: int | None = None
         self._previous: dict[int, Any] = {}
         self._restored: dict[str, Any] | None = None
+        self._trainer = None
 
     # -- signals -----------------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
