@@ -38,17 +38,33 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def fresh_module(labels, strategy=None):
+    """ftlab's LightningModule on the default checkpoint, same seed every time: every contender starts equal."""
+    import torch
+
+    from ftlab.module import FineTuneModule
+
+    torch.manual_seed(0)
+    return FineTuneModule(model=DEFAULT_MODEL, strategy=strategy or {"name": "full"}, label_names=labels,
+                          optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01},
+                          scheduler={"name": "none"})
+
+
 def plain_steps(model, optimizer, batches) -> list[float]:
     """A minimal hand-written loop; returns the start time and each step's end time."""
     model.train()
     times = [time.perf_counter()]
     for batch in batches:
-        loss = model(**batch).loss
-        loss.backward()
+        model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter())
     return times
+
+
+def median_step_seconds(times: list[float], warmup: int) -> float:
+    """Median duration of the steps after ``warmup``, from ``plain_steps`` timestamps."""
+    return median([b - a for a, b in zip(times[warmup:], times[warmup + 1:])])
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

@@ -10,8 +10,7 @@ import shutil
 import tempfile
 import time
 
-import torch
-from common import DEFAULT_MODEL, median, real_batches, table
+from common import DEFAULT_MODEL, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 
 from ftlab.data import TextClassificationData
 from ftlab.models import load_tokenizer
@@ -29,20 +28,8 @@ def setup_seconds(cache_dir: str, tokenizer, max_length: int) -> float:
 
 
 def step_seconds(batches, labels, warmup: int) -> float:
-    from ftlab.module import FineTuneModule
-
-    torch.manual_seed(0)
-    module = FineTuneModule(model=DEFAULT_MODEL, strategy={"name": "full"}, label_names=labels,
-                            optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5}, scheduler={"name": "none"})
-    model, optimizer = module.model, module.configure_optimizers()
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    return median(times[warmup:])
+    module = fresh_module(labels)
+    return median_step_seconds(plain_steps(module.model, module.configure_optimizers(), batches), warmup)
 
 
 def main(argv=None) -> None:

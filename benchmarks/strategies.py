@@ -12,10 +12,9 @@ AdamW actually holds.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from common import DEFAULT_MODEL, median, real_batches, table
+from common import fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 
 STRATEGIES = {
     "full": ({"name": "full"}, None),
@@ -29,23 +28,12 @@ STRATEGIES = {
 
 def run(strategy: dict, batches, labels, warmup: int) -> tuple[float, int, int]:
     """Median step time (s) after warm-up, optimizer-state bytes, trainable parameters."""
-    from ftlab.module import FineTuneModule
-
-    torch.manual_seed(0)
-    module = FineTuneModule(model=DEFAULT_MODEL, strategy=strategy, label_names=labels, scheduler={"name": "none"},
-                            optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01})
-    model, optimizer = module.model, module.configure_optimizers()
-    model.train()
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        model(**batch).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
+    module = fresh_module(labels, strategy)
+    optimizer = module.configure_optimizers()
+    seconds = median_step_seconds(plain_steps(module.model, optimizer, batches), warmup)
     state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                 if torch.is_tensor(t) and t.dim() > 0)
-    return median(times[warmup:]), state, module.param_counts["params/trainable"]
+    return seconds, state, module.param_counts["params/trainable"]
 
 
 def main(argv=None) -> None:

@@ -13,18 +13,7 @@ import tempfile
 import time
 
 import torch
-from common import DEFAULT_MODEL, median, plain_steps, real_batches, table, throughput
-
-OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01}
-
-
-def fresh_module(labels, strategy=None):
-    from ftlab.module import FineTuneModule
-
-    torch.manual_seed(0)
-    return FineTuneModule(model=DEFAULT_MODEL, strategy=strategy or {"name": "full"}, optimizer=OPTIMIZER,
-                          scheduler={"name": "none"}, label_names=labels)
-
+from common import fresh_module, median, plain_steps, real_batches, table, throughput
 
 def run_plain(batches, labels) -> list[float]:
     module = fresh_module(labels)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import struct
+import time
 from pathlib import Path
+
+import lightning as L
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -101,32 +105,23 @@ def read_wandb_records(path: Path) -> list:
     return records
 
 
-class SignalAt:
-    """A Lightning callback that sends this process a signal before a given training step (first run only)."""
 
-    def __new__(cls, step: int, signum: int = 15):
-        import os
+class SignalAt(L.Callback):
+    """Sends this process a signal before training step ``step`` (first run only, not after a resume)."""
 
-        import lightning as L
+    def __init__(self, step: int, signum: int = 15):
+        self.step, self.signum = step, signum
 
-        class _SignalAt(L.Callback):
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if trainer.ckpt_path is None and trainer.global_step == step:
-                    os.kill(os.getpid(), signum)
-
-        return _SignalAt()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.ckpt_path is None and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
 
 
-class SlowSteps:
-    """A Lightning callback that sleeps after every training step, to keep a tiny job running for a while."""
+class SlowSteps(L.Callback):
+    """Sleeps after every training step, to keep a tiny job running for a while."""
 
-    def __new__(cls, seconds: float):
-        import time
+    def __init__(self, seconds: float):
+        self.seconds = seconds
 
-        import lightning as L
-
-        class _SlowSteps(L.Callback):
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                time.sleep(seconds)
-
-        return _SlowSteps()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(self.seconds)
