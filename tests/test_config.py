@@ -17,7 +17,7 @@ def group_options():
 
 
 def test_groups_are_the_documented_ones():
-    assert GROUPS == ["callbacks", "data", "debug", "hparams_search", "logger", "model", "optimizer", "scheduler", "strategy", "trainer"]
+    assert GROUPS == ["callbacks", "data", "debug", "experiment", "hparams_search", "logger", "model", "optimizer", "scheduler", "strategy", "trainer"]
 
 
 @pytest.mark.parametrize("group,option", list(group_options()))

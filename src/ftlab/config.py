@@ -9,10 +9,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.assets import resolve_path
+from ftlab.tasks import TASKS
 
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial", "none")
-SOURCES = ("folder", "files", "hub")
-MONITORS = ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss")
+SOURCES = {"text_classification": ("folder", "files", "hub"), "token_classification": ("conll", "files"),
+           "causal_lm": ("folder", "files")}
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16", "16-true")
 
@@ -61,14 +62,19 @@ def _check_model(c: _Checker):
     except FileNotFoundError as err:
         c.fail(key, str(err))
         return None
-    if os.path.isabs(path) or path.startswith("."):
+    gguf = c.get("model.gguf_file")
+    if gguf is not None and not Path(path, str(gguf)).is_file():
+        c.fail("model.gguf_file", f"no such file in {path}")
+        return None
+    if gguf is None and (os.path.isabs(path) or path.startswith(".")):
         if not Path(path, "config.json").exists():
             c.fail(key, f"no checkpoint (config.json) at {path}")
             return None
     from ftlab.models import meta_model
 
     try:
-        return meta_model({"pretrained_model_name_or_path": path, "revision": c.get("model.revision")})
+        model_cfg = OmegaConf.to_container(c.cfg.model, resolve=True)
+        return meta_model({**model_cfg, "pretrained_model_name_or_path": path}, task=c.get("task"))
     except Exception as err:  # hub names that cannot be reached, unknown architectures, broken configs
         c.fail(key, f"cannot load its config: {type(err).__name__}: {str(err).splitlines()[0]}")
         return None
@@ -183,12 +189,43 @@ def _check_hardware(c: _Checker) -> None:
             c.fail("trainer.precision", "float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
 
 
+def _check_task_data(c: _Checker, task: str) -> None:
+    """Token classification and causal LM: the files exist and hold the configured columns."""
+    from ftlab.data import TABULAR_SUFFIXES, read_table
+
+    if task == "causal_lm" and c.choice("data.format", ("text", "prompt_response")):
+        columns = ("data.prompt_column", "data.response_column") if c.get("data.format") == "prompt_response" else (
+            "data.text_column",)
+    else:
+        columns = ("data.tokens_column", "data.tags_column")
+    for key in ("data.path", "data.val_path", "data.test_path"):
+        value = c.get(key)
+        if value is None:
+            if key == "data.path":
+                c.fail(key, "required: the training data file or folder")
+            continue
+        path = Path(resolve_path(str(value)))
+        if not path.exists():
+            c.fail(key, f"no such file or directory: {path}")
+        elif path.is_file() and path.suffix.lower() in TABULAR_SUFFIXES:
+            frame = read_table(str(path))
+            for col in columns:
+                if c.get(col) not in frame.columns:
+                    c.fail(col, f"column absent from {path}; columns there: {', '.join(map(str, frame.columns))}")
+        elif path.is_dir() and c.get("data.source") != "folder":
+            c.fail(key, "is a folder; use data.source=folder, or give a file")
+
+
 def _check_data(c: _Checker) -> None:
-    if not c.choice("data.source", SOURCES):
+    task = c.get("task")
+    if not c.choice("data.source", SOURCES.get(task, ())):
         return
-    n_classes = _label_count(c)
-    if n_classes is not None and n_classes < 2:
-        c.fail("data.label_column", f"found {n_classes} class(es); classification needs at least 2")
+    if task == "text_classification":
+        n_classes = _label_count(c)
+        if n_classes is not None and n_classes < 2:
+            c.fail("data.label_column", f"found {n_classes} class(es); classification needs at least 2")
+    else:
+        _check_task_data(c, task)
     for key, provided in (("data.val_size", "data.val_path"), ("data.test_size", "data.test_path")):
         value = c.get(key)
         if not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -213,7 +250,10 @@ def validate_config(cfg: DictConfig) -> None:
         c.positive("eval_batch_size", int)
     if not isinstance(c.get("seed"), int):
         c.fail("seed", "must be an integer")
-    c.choice("monitor", MONITORS)
+    if c.choice("task", tuple(TASKS)):
+        c.choice("monitor", TASKS[c.get("task")].monitors)
+    if c.get("export_onnx") and c.get("task") != "text_classification":
+        c.fail("export_onnx", "ONNX export is implemented for task=text_classification only")
     c.choice("monitor_mode", ("min", "max"))
     c.choice("scheduler.name", SCHEDULERS)
     ratio = c.get("scheduler.warmup_ratio")
@@ -231,7 +271,8 @@ def validate_config(cfg: DictConfig) -> None:
         missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None]
         if missing:
             c.fail("export_onnx", f"needs the onnx extra ({', '.join(missing)} missing): pip install -e \".[onnx]\"")
-    _check_data(c)
-    _check_strategy(c, _check_model(c))
+    if c.get("task") in TASKS:
+        _check_data(c)
+        _check_strategy(c, _check_model(c))
     if c.problems:
         raise ConfigError(c.problems)

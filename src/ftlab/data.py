@@ -1,4 +1,7 @@
-"""Text-classification data: load a source, deduplicate, split, tokenise once (cached), batch with dynamic padding."""
+"""The data module of every task: prepare once (cached on disk), then serve resumable, dynamically padded batches.
+
+What is task-specific (reading, splitting, tokenising, collating) lives in ``classification``, ``ner`` and ``lm``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -21,11 +23,9 @@ from ftlab.samplers import ExactDistributedSampler, ResumableSampler
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when the prepared layout changes
+CACHE_FORMAT = 2  # bump when the prepared layout changes
 SPLITS = ("train", "validation", "test")
 TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-
-Examples = tuple[list[str], list[Any]]  # (texts, raw labels)
 
 
 def read_table(path: str):
@@ -45,98 +45,6 @@ def read_table(path: str):
     raise ValueError(f"unsupported data file {path!r}; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
 
 
-def read_folder(path: str) -> Examples:
-    """One sub-folder per label, one text file per example."""
-    texts, labels = [], []
-    for label_dir in sorted(p for p in Path(path).iterdir() if p.is_dir()):
-        for file in sorted(label_dir.iterdir()):
-            if file.is_file():
-                texts.append(file.read_text(encoding="utf-8", errors="replace"))
-                labels.append(label_dir.name)
-    return texts, labels
-
-
-def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
-    """Raw examples per available split, as given by the source (no cleaning yet)."""
-    source = cfg["source"]
-    if source == "folder":
-        return {"train": read_folder(resolve_path(cfg["path"]))}
-    if source == "files":
-        out = {}
-        for split, key in (("train", "path"), ("validation", "val_path"), ("test", "test_path")):
-            if cfg.get(key):
-                frame = read_table(resolve_path(cfg[key]))
-                out[split] = (frame[cfg["text_column"]].astype(str).tolist(), frame[cfg["label_column"]].tolist())
-        return out
-    if source == "hub":
-        import datasets
-
-        ds = datasets.load_dataset(cfg["name"], cfg.get("config_name"))
-        out = {}
-        for split, key in (("train", "train_split"), ("validation", "val_split"), ("test", "test_split")):
-            if cfg.get(key):
-                part = ds[cfg[key]]
-                feature = part.features[cfg["label_column"]]
-                labels = part[cfg["label_column"]]
-                if hasattr(feature, "int2str"):
-                    labels = [feature.int2str(i) for i in labels]
-                out[split] = ([str(t) for t in part[cfg["text_column"]]], labels)
-        return out
-    raise ValueError(f"data.source={source!r}; valid choices: folder, files, hub")
-
-
-def label_sort_key(label: Any) -> tuple[int, Any]:
-    """Numbers in numeric order, then strings alphabetically."""
-    try:
-        return (0, float(label))
-    except (TypeError, ValueError):
-        return (1, str(label))
-
-
-def clean_and_split(
-    raw: dict[str, Examples], val_size: float, test_size: float, seed: int
-) -> tuple[dict[str, Examples], list[str]]:
-    """Deduplicate, remove train texts that leak into val/test, split what is missing (stratified, seeded).
-
-    Returns the splits with labels as strings and the sorted label names.
-    """
-    def dedupe(texts, labels, exclude=frozenset()):
-        seen, keep_t, keep_l = set(exclude), [], []
-        for text, label in zip(texts, labels):
-            key = " ".join(text.split())
-            if key and key not in seen:
-                seen.add(key)
-                keep_t.append(text)
-                keep_l.append(str(label))
-        return keep_t, keep_l
-
-    held_out = {split: dedupe(*raw[split]) for split in ("validation", "test") if split in raw}
-    held_keys = {" ".join(t.split()) for texts, _ in held_out.values() for t in texts}
-    train_texts, train_labels = dedupe(*raw["train"], exclude=held_keys)
-
-    rng = np.random.default_rng(seed)
-    labels_arr = np.array(train_labels)
-    parts: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
-    fractions = {"validation": 0.0 if "validation" in held_out else val_size,
-                 "test": 0.0 if "test" in held_out else test_size}
-    for label in sorted(set(train_labels)):
-        idx = rng.permutation(np.flatnonzero(labels_arr == label)).tolist()
-        n_test = int(round(fractions["test"] * len(idx)))
-        n_val = int(round(fractions["validation"] * len(idx)))
-        parts["test"] += idx[:n_test]
-        parts["validation"] += idx[n_test:n_test + n_val]
-        parts["train"] += idx[n_test + n_val:]
-
-    splits = dict(held_out)
-    for split, idx in parts.items():
-        if split in held_out:
-            continue
-        order = rng.permutation(np.array(idx, dtype=int)).tolist()
-        splits[split] = ([train_texts[i] for i in order], [train_labels[i] for i in order])
-    names = sorted({label for _, labels in splits.values() for label in labels}, key=label_sort_key)
-    return splits, names
-
-
 def fingerprint_path(path: str) -> list:
     """Cheap identity of a file or folder tree: relative names, sizes and modification times."""
     root = Path(path)
@@ -144,11 +52,18 @@ def fingerprint_path(path: str) -> list:
     return [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
 
 
-class TextClassificationData(L.LightningDataModule):
-    """Prepares a text-classification dataset once (cached on disk) and serves dynamically padded batches."""
+def _prepare_fn(task: str):
+    from ftlab import classification, lm, ner
+
+    return {"text_classification": classification.prepare, "token_classification": ner.prepare,
+            "causal_lm": lm.prepare}[task]
+
+
+class FineTuneData(L.LightningDataModule):
+    """Prepares a task's dataset once (cached on disk, keyed by everything that shapes it) and serves batches."""
 
     def __init__(self, data: dict[str, Any], tokenizer, max_length: int, batch_size: int,
-                 eval_batch_size: int | None = None, seed: int = 42):
+                 eval_batch_size: int | None = None, seed: int = 42, task: str = "text_classification"):
         super().__init__()
         self.cfg = dict(data)
         self.tokenizer = tokenizer
@@ -156,6 +71,7 @@ class TextClassificationData(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
+        self.task = task
         self.datasets = None
         self.label_names: list[str] = []
         self.train_sampler: ResumableSampler | None = None
@@ -169,7 +85,7 @@ class TextClassificationData(L.LightningDataModule):
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
         tok_dir = Path(self.tokenizer.name_or_path)
         ident["tokenizer"] = fingerprint_path(str(tok_dir)) if tok_dir.is_dir() else self.tokenizer.name_or_path
-        ident.update(max_length=self.max_length, seed=self.seed, format=CACHE_FORMAT)
+        ident.update(max_length=self.max_length, seed=self.seed, task=self.task, format=CACHE_FORMAT)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
@@ -181,25 +97,11 @@ class TextClassificationData(L.LightningDataModule):
         if self.cache_path.exists():
             log.info("data: reusing cache %s", self.cache_path)
             return
-        import datasets
-
-        raw = load_source(self.cfg)
-        splits, names = clean_and_split(raw, self.cfg["val_size"], self.cfg["test_size"], self.seed)
-        limits = {"train": self.cfg.get("max_train_samples"), "validation": self.cfg.get("max_eval_samples"),
-                  "test": self.cfg.get("max_eval_samples")}
-        features = datasets.Features({"text": datasets.Value("string"), "labels": datasets.ClassLabel(names=names)})
-        index = {name: i for i, name in enumerate(names)}
-        built = {}
-        for split in SPLITS:
-            texts, labels = splits[split]
-            n = limits[split] or len(texts)
-            built[split] = datasets.Dataset.from_dict(
-                {"text": texts[:n], "labels": [index[label] for label in labels[:n]]}, features=features)
-        dsd = datasets.DatasetDict(built).map(
-            self._tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
+        dsd, names = _prepare_fn(self.task)(self.cfg, self.tokenizer, self.max_length, self.seed)
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=self.cache_path.parent, prefix=".tmp-")
         dsd.save_to_disk(tmp)
+        Path(tmp, "labels.json").write_text(json.dumps(names))
         try:
             os.rename(tmp, self.cache_path)  # atomic: concurrent jobs never see half a cache
         except OSError:
@@ -212,9 +114,6 @@ class TextClassificationData(L.LightningDataModule):
         if self.train_sampler is not None:
             self.train_sampler.resume(*self._resume)
 
-    def _tokenize(self, batch: dict[str, list]) -> dict[str, list]:
-        return self.tokenizer(batch["text"], truncation=True, max_length=self.max_length)
-
     def setup(self, stage: str | None = None) -> None:
         """Load the cached splits (memory-mapped Arrow) and the label names."""
         if self.datasets is not None:
@@ -222,15 +121,25 @@ class TextClassificationData(L.LightningDataModule):
         import datasets
 
         self.datasets = datasets.load_from_disk(str(self.cache_path))
-        self.label_names = list(self.datasets["train"].features["labels"].names)
+        self.label_names = json.loads((self.cache_path / "labels.json").read_text())
 
     @property
     def split_sizes(self) -> dict[str, int]:
         return {split: len(self.datasets[split]) for split in SPLITS}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        from transformers import DataCollatorWithPadding
+    def collator(self):
+        """Dynamic padding to the longest sequence of the batch; label padding is ignored by the loss."""
+        from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
+        if self.task == "token_classification":
+            return DataCollatorForTokenClassification(self.tokenizer)
+        if self.task == "causal_lm":
+            from ftlab.lm import PadCollator
+
+            return PadCollator(self.tokenizer.pad_token_id)
+        return DataCollatorWithPadding(self.tokenizer)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
         workers = self.cfg.get("num_workers", 0)
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
@@ -248,7 +157,7 @@ class TextClassificationData(L.LightningDataModule):
             sampler=sampler,
             # Its own generator: iterating a loader must not consume the global RNG (dropout), for exact resumption.
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            collate_fn=self.collator(),
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

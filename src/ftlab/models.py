@@ -2,45 +2,91 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from ftlab.assets import resolve_path
+from ftlab.tasks import auto_model_class, get_task
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_dir(model_cfg: dict[str, Any]) -> str:
+    """Local directory (or hub name) to load from; a GGUF checkpoint is dequantised once into an fp32 cache."""
+    path = resolve_path(model_cfg["pretrained_model_name_or_path"])
+    if not model_cfg.get("gguf_file"):
+        return path
+    cache = model_cfg.get("cache_dir") or os.environ.get("FTLAB_CACHE", "~/.cache/ftlab")
+    return dequantized_gguf(path, model_cfg["gguf_file"], os.path.expanduser(cache))
+
+
+def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
+    """Dequantise ``directory/gguf_file`` with transformers' GGUF loader and save it as an fp32 checkpoint.
+
+    Dequantising takes seconds to minutes; the saved copy (keyed by the GGUF file's path, size and mtime)
+    reloads in well under a second, so only the first run pays.
+    """
+    source = Path(directory) / gguf_file
+    if not source.is_file():
+        raise FileNotFoundError(f"no GGUF file {source}")
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    target = Path(cache_dir) / "models" / f"{source.stem}-{key}"
+    if (target / "config.json").exists():
+        return str(target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once into %s", source, target)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
+    # save_pretrained refuses a model that still looks quantised; its weights are plain fp32 tensors now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=target.parent, prefix=".tmp-")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.rename(tmp, target)  # atomic: concurrent jobs never load half a checkpoint
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
 
 
 def load_tokenizer(model_cfg: dict[str, Any]):
     """Load the fast tokenizer of a checkpoint, giving it a pad token when it has none (GPT-2, LLaMA)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_path(model_cfg["pretrained_model_name_or_path"]),
-        revision=model_cfg.get("revision"),
-        use_fast=True,
-    )
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir(model_cfg), revision=model_cfg.get("revision"),
+                                              use_fast=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
 
 
-def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: int | None = None) -> nn.Module:
-    """Load ``AutoModelForSequenceClassification`` with a fresh head for ``label_names``.
+def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: int | None = None,
+               task: str = "text_classification") -> nn.Module:
+    """Load the checkpoint with the task's head (a fresh one for ``label_names`` when the task has labels).
 
     Remote code is never executed: only architectures that ship with ``transformers`` load.
     """
-    from transformers import AutoModelForSequenceClassification
-
-    model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_path(model_cfg["pretrained_model_name_or_path"]),
-        revision=model_cfg.get("revision"),
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
-        trust_remote_code=False,
-        dtype=torch.float32,
-    )
+    labels = {}
+    if get_task(task).has_labels:
+        labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+                  "label2id": {name: i for i, name in enumerate(label_names)}}
+    model = auto_model_class(task).from_pretrained(
+        checkpoint_dir(model_cfg), revision=model_cfg.get("revision"), trust_remote_code=False,
+        dtype=torch.float32, **labels)
     if pad_token_id is not None and model.config.pad_token_id is None:
         # Decoder classifiers pool the last non-pad token and need to know which id is padding.
         model.config.pad_token_id = pad_token_id
@@ -51,15 +97,14 @@ def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: 
     return model
 
 
-def meta_model(model_cfg: dict[str, Any], num_labels: int = 2) -> nn.Module:
+def meta_model(model_cfg: dict[str, Any], num_labels: int = 2, task: str = "text_classification") -> nn.Module:
     """The model's architecture on the meta device: parameter names and shapes without loading weights."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(
-        resolve_path(model_cfg["pretrained_model_name_or_path"]), revision=model_cfg.get("revision"),
-        trust_remote_code=False, num_labels=num_labels)
+    config = AutoConfig.from_pretrained(checkpoint_dir(model_cfg), revision=model_cfg.get("revision"),
+                                        trust_remote_code=False, num_labels=num_labels)
     with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=False)
+        return auto_model_class(task).from_config(config, trust_remote_code=False)
 
 
 class ArchitectureError(ValueError):

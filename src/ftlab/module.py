@@ -11,13 +11,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ftlab.models import count_parameters, find_parts, load_model, load_tokenizer
 from ftlab.strategies import apply_strategy
@@ -87,21 +81,30 @@ def gate_stages(scheduler: LambdaLR, stages: list[int], steps_per_stage: int) ->
     return LambdaLR(scheduler.optimizer, lambdas)
 
 
-def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """Accuracy (micro) and macro F1 / precision / recall under ``<prefix>/<name>``."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-        },
-        prefix=f"{prefix}/",
-    )
+def task_metrics(task: str, label_names: list[str], prefix: str) -> MetricCollection | None:
+    """The task's metrics beyond the loss (a causal LM has only loss and perplexity, derived from it)."""
+    from ftlab import classification, ner
+
+    if task == "text_classification":
+        return classification.metrics(label_names, prefix)
+    if task == "token_classification":
+        return ner.metrics(label_names, prefix)
+    return None
+
+
+def loss_weight(task: str, labels: torch.Tensor) -> torch.Tensor | int:
+    """How many items a batch's mean loss averages over, so epoch losses are exact means over items."""
+    from ftlab.lm import predicted_tokens
+
+    if task == "causal_lm":
+        return predicted_tokens(labels)
+    if task == "token_classification":
+        return (labels != -100).sum()
+    return len(labels)
 
 
 class FineTuneModule(L.LightningModule):
-    """Fine-tunes a Hugging Face sequence classifier under a freezing strategy.
+    """Fine-tunes a Hugging Face model for a task (classification, NER, causal LM) under a freezing strategy.
 
     Every argument is plain config (dicts and lists), saved as hyperparameters, so
     ``FineTuneModule.load_from_checkpoint(path)`` rebuilds the same model and freezing.
@@ -112,20 +115,21 @@ class FineTuneModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.tokenizer = load_tokenizer(model)
-        self.model = load_model(model, label_names, pad_token_id=self.tokenizer.pad_token_id)
+        self.model = load_model(model, label_names, pad_token_id=self.tokenizer.pad_token_id, task=task)
         # Freeze now, before Lightning wraps the model (DDP/FSDP) and before configure_optimizers.
         self.model.train()  # from_pretrained returns eval mode, which would silently disable dropout
         self.selection = apply_strategy(self.model, strategy)
         self.trainable_names = self.selection.trainable
         self.param_counts = count_parameters(self.model)
 
-        num_classes = len(label_names)
-        self.val_metrics = classification_metrics(num_classes, "val")
-        self.test_metrics = classification_metrics(num_classes, "test")
+        self.task = task
+        self.val_metrics = task_metrics(task, label_names, "val")
+        self.test_metrics = task_metrics(task, label_names, "test")
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
-        self.test_confusion = MulticlassConfusionMatrix(num_classes)
-        self.confusion_matrix: list[list[int]] | None = None
+        self.test_confusion = MulticlassConfusionMatrix(len(label_names)) if task == "text_classification" else None
+        # Filled by the last test pass: the confusion matrix (classification), scores per entity type (NER).
+        self.test_details: dict[str, Any] = {}
 
     def forward(self, **batch: torch.Tensor):
         return self.model(**batch)
@@ -139,11 +143,14 @@ class FineTuneModule(L.LightningModule):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         return loss
 
-    def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric):
+    def _eval_step(self, batch, metrics: MetricCollection | None, loss_metric: MeanMetric):
         out = self.model(**batch)
+        labels = batch["labels"]
+        loss_metric.update(out.loss, weight=loss_weight(self.task, labels))
+        if metrics is None:
+            return None
         preds = out.logits.argmax(dim=-1)
-        metrics.update(preds, batch["labels"])
-        loss_metric.update(out.loss, weight=len(batch["labels"]))
+        metrics.update(preds, labels)
         return preds
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -154,19 +161,27 @@ class FineTuneModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         preds = self._eval_step(batch, self.test_metrics, self.test_loss)
-        self.test_confusion.update(preds, batch["labels"])
+        if self.test_confusion is not None:
+            self.test_confusion.update(preds, batch["labels"])
 
     def on_test_epoch_end(self) -> None:
+        if self.test_confusion is not None:
+            self.test_details = {"confusion_matrix": {"labels": list(self.hparams.label_names),
+                                                      "matrix": self.test_confusion.compute().tolist()}}
+            self.test_confusion.reset()
+        elif self.task == "token_classification":
+            self.test_details = {"entity_scores": self.test_metrics["entity"].per_type()}
         self._log_epoch("test", self.test_metrics, self.test_loss)
-        self.confusion_matrix = self.test_confusion.compute().tolist()
-        self.test_confusion.reset()
 
-    def _log_epoch(self, prefix: str, metrics: MetricCollection, loss_metric: MeanMetric) -> None:
+    def _log_epoch(self, prefix: str, metrics: MetricCollection | None, loss_metric: MeanMetric) -> None:
         # compute() syncs across ranks once per epoch, not per step.
-        values = {name: value for name, value in metrics.compute().items()}
+        values = dict(metrics.compute()) if metrics is not None else {}
         values[f"{prefix}/loss"] = loss_metric.compute()
+        if self.task == "causal_lm":
+            values[f"{prefix}/ppl"] = torch.exp(values[f"{prefix}/loss"])
         self.log_dict(values, prog_bar=prefix == "val")
-        metrics.reset()
+        if metrics is not None:
+            metrics.reset()
         loss_metric.reset()
 
     def configure_optimizers(self):

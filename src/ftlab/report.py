@@ -24,8 +24,17 @@ from ftlab.sweeps import job_label, swept_keys
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ("best_val", "test/acc", "test/f1", "test/precision", "test/recall", "test/loss",
-                  "trainable_pct", "train_time_s", "samples_per_s", "peak_memory_mb")
+TEST_ORDER = ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss", "test/ppl")
+COST_COLUMNS = ("trainable_pct", "train_time_s", "samples_per_s", "peak_memory_mb")
+
+
+def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """best_val, the test metrics the jobs have (then the untuned checkpoint's, if measured), then costs."""
+    present = {k for row in rows for k in row if k.startswith(("test/", "before/test/"))}
+    tests = [k for k in TEST_ORDER if k in present] + sorted(k for k in present if k.startswith("test/")
+                                                             and k not in TEST_ORDER)
+    before = [f"before/{k}" for k in tests if f"before/{k}" in present]
+    return ["best_val", *tests, *before, *COST_COLUMNS]
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
@@ -49,11 +58,12 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if (job / "metrics.json").exists():
             metrics = json.loads((job / "metrics.json").read_text())
             monitor = metrics.get("monitor", config.get("monitor", "val/acc"))
-            row.update(status="completed", reason="", best_val=metrics.get(monitor),
+            row.update(status="completed", reason="", monitor=monitor, best_val=metrics.get(monitor),
                        trainable_pct=100 * metrics.get("params/trainable_fraction", float("nan")),
                        train_time_s=metrics.get("train_time_s"), samples_per_s=metrics.get("train_samples_per_s"),
                        peak_memory_mb=metrics.get("peak_memory_mb"))
-            row.update({k: metrics.get(k) for k in METRIC_COLUMNS if k.startswith("test/")})
+            row.update({k: v for k, v in metrics.items()
+                        if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
         elif (job / "failure.json").exists():
             failure = json.loads((job / "failure.json").read_text())
             row.update(status="failed", reason=failure.get("reason", ""))
@@ -63,7 +73,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, keys
 
 
-def aggregate(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+def aggregate(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
     """Mean and std over seeds for configurations that differ only in ``seed`` (completed jobs only)."""
     if "seed" not in keys:
         return []
@@ -76,7 +86,7 @@ def aggregate(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any
     for values, members in groups.items():
         agg: dict[str, Any] = {"overrides": ",".join(f"{k}={v}" for k, v in zip(others, values)) or "(all)",
                                "seeds": len(members)}
-        for col in METRIC_COLUMNS:
+        for col in columns:
             nums = [m[col] for m in members if isinstance(m.get(col), (int, float)) and math.isfinite(m[col])]
             if nums:
                 agg[f"{col} mean"] = statistics.fmean(nums)
@@ -164,15 +174,22 @@ def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]
     return paths
 
 
-def build_report(sweep_dir: str | Path, metric: str = "test/acc") -> dict[str, Any]:
-    """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates."""
+def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, Any]:
+    """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates.
+
+    ``metric`` (plotted): by default the test counterpart of the jobs' monitored metric (val/f1 -> test/f1).
+    """
     sweep_dir = Path(sweep_dir)
     rows, keys = collect(sweep_dir)
-    agg = aggregate(rows, keys)
-    columns = ["job", "overrides", "status", *METRIC_COLUMNS, "reason"]
+    metric_cols = metric_columns(rows)
+    agg = aggregate(rows, keys, metric_cols)
+    columns = ["job", "overrides", "status", *metric_cols, "reason"]
+    if metric is None:
+        monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val/acc")
+        metric = "test/" + monitor.split("/", 1)[-1]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed", "running")}
 
-    fields = ["job", "overrides", *keys, "status", *METRIC_COLUMNS, "reason"]
+    fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
     _atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
     text = [f"# Sweep {sweep_dir}", "",
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
@@ -180,7 +197,7 @@ def build_report(sweep_dir: str | Path, metric: str = "test/acc") -> dict[str, A
             markdown_table(rows, columns)]
     if agg:
         _atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
-        shown = [c for c in METRIC_COLUMNS if f"{c} mean" in agg[0]]
+        shown = [c for c in metric_cols if f"{c} mean" in agg[0]]
         pretty = [{"overrides": a["overrides"], "seeds": a["seeds"],
                    **{c: f"{_fmt(a[f'{c} mean'])} ± {_fmt(a[f'{c} std'])}" for c in shown if f"{c} mean" in a}}
                   for a in agg]
@@ -225,7 +242,7 @@ class ReportCallback(Callback):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--metric", default="test/acc", help="metric for the plots (default test/acc)")
+    parser.add_argument("--metric", help="metric for the plots (default: the test counterpart of the monitor)")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a directory")

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.callbacks import SpeedMonitor, build_callbacks
 from ftlab.card import write_model_card
 from ftlab.config import validate_config
-from ftlab.data import TextClassificationData
+from ftlab.data import FineTuneData
 from ftlab.distributed import job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
@@ -46,9 +46,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     is_main = rank_zero_only.rank == 0
 
-    datamodule = TextClassificationData(
+    datamodule = FineTuneData(
         _plain(cfg.data), load_tokenizer(_plain(cfg.model)), cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
-        cfg.seed)
+        cfg.seed, task=cfg.task)
     datamodule.prepare_data()
     datamodule.setup("fit")
 
@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return _fit_and_evaluate(cfg, datamodule, module, plan, out_dir)
 
 
-def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, module: FineTuneModule,
+def _fit_and_evaluate(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule,
                       plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Fit (resuming from the job's last checkpoint if any), evaluate the best checkpoint, export, log."""
     counts = module.param_counts
@@ -104,13 +104,20 @@ def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, modul
             # The Resumption callback restores the position in the epoch; Lightning cannot see that and would
             # warn that the dataloader is not resumable.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+        before = {}
+        if cfg.get("eval_before") and not resume_from:
+            # The untuned checkpoint on the same test set: the "before" of the before/after comparison.
+            before = {f"before/{k}": v for k, v in
+                      trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
         val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
         test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
         metrics: dict[str, Any] = {
-            **val, **test, **counts,
+            **val, **test, **before, **counts,
+            **{f"test/{name}": value for name, value in module.test_details.items()},
+            "task": cfg.task,
             "strategy": cfg.strategy.name,
             "monitor": cfg.monitor,
             "train_time_s": speed.fit_time,
@@ -120,11 +127,12 @@ def _fit_and_evaluate(cfg: DictConfig, datamodule: TextClassificationData, modul
             "resumed_from": str(resume_from) if resume_from else None,
             "best_checkpoint": best,
             "data/split_sizes": datamodule.split_sizes,
-            "test/confusion_matrix": {"labels": datamodule.label_names, "matrix": module.confusion_matrix},
         }
         if trainer.is_global_zero:
             # The module now holds the best weights: validate/test restored them from the checkpoint.
             export_model(module, out_dir / "model")
+            if before:
+                print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
             if cfg.get("export_onnx"):  # parity checked on real test inputs
                 test_ids = datamodule.datasets["test"][:16]["input_ids"]
                 texts = module.tokenizer.batch_decode(test_ids, skip_special_tokens=True)

@@ -1,0 +1,150 @@
+"""Causal language modelling: plain text packed or chunked to ``max_length``, or prompt/response pairs with the loss
+masked on the prompt (through the tokenizer's chat template when it has one)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ftlab.assets import resolve_path
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+FORMATS = ("text", "prompt_response")
+TEXT_SUFFIXES = (".txt", ".md", ".text")
+
+
+def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
+    """Documents (str) or ``(prompt, response)`` pairs per split given by the source.
+
+    ``folder``: every text file under ``path``, recursively (sub-folders such as BBC's topics are just grouping).
+    ``files``: a text file (one document) or a csv / json / jsonl / parquet table with a text column, or with
+    prompt and response columns when ``format=prompt_response``.
+    """
+    from ftlab.data import read_table
+
+    out = {}
+    for split, key in (("train", "path"), ("validation", "val_path"), ("test", "test_path")):
+        if not cfg.get(key):
+            continue
+        path = Path(resolve_path(cfg[key]))
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+            out[split] = [p.read_text(encoding="utf-8", errors="replace") for p in files]
+        elif path.suffix.lower() in TEXT_SUFFIXES:
+            out[split] = [path.read_text(encoding="utf-8", errors="replace")]
+        else:
+            frame = read_table(str(path))
+            if cfg.get("format", "text") == "prompt_response":
+                out[split] = list(zip(frame[cfg["prompt_column"]].astype(str), frame[cfg["response_column"]].astype(str)))
+            else:
+                out[split] = frame[cfg["text_column"]].astype(str).tolist()
+    return out
+
+
+def split_documents(raw: dict[str, list], val_size: float, test_size: float, seed: int) -> dict[str, list]:
+    """Deduplicate, then split whole documents (never chunks of one document) into the missing splits, seeded."""
+    held = {str(d) for split in ("validation", "test") for d in raw.get(split, [])}
+    seen, docs = set(held), []
+    for doc in raw["train"]:
+        if str(doc) not in seen and str(doc).strip():
+            seen.add(str(doc))
+            docs.append(doc)
+    order = np.random.default_rng(seed).permutation(len(docs)).tolist()
+    n_test = 0 if "test" in raw else max(1, int(round(test_size * len(docs))))
+    n_val = 0 if "validation" in raw else max(1, int(round(val_size * len(docs))))
+    parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    return {split: raw[split] if split in raw else [docs[i] for i in parts[split]] for split in parts}
+
+
+def chunk(ids: list[int], max_length: int) -> list[list[int]]:
+    """Consecutive blocks of ``max_length`` tokens; the last block keeps the remainder (no token is dropped)."""
+    return [ids[i:i + max_length] for i in range(0, len(ids), max_length)]
+
+
+def tokenize_documents(tokenizer, docs: list[str], max_length: int, packing: bool) -> list[list[int]]:
+    """Token blocks for plain-text training. Each document ends with EOS.
+
+    ``packing``: documents are concatenated, then cut into ``max_length`` blocks (a block may span documents,
+    as in GPT pre-training); otherwise each document is cut separately (more padding, no cross-document context).
+    """
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    encoded = [tokenizer(doc, add_special_tokens=False)["input_ids"] + eos for doc in docs]
+    if packing:
+        return chunk([t for ids in encoded for t in ids], max_length)
+    return [block for ids in encoded for block in chunk(ids, max_length)]
+
+
+def prompt_and_response_text(tokenizer, prompt: str, response: str) -> tuple[str, str]:
+    """The prompt text (up to where the answer starts) and the response text, so that prompt + response is the
+    whole formatted conversation. With a chat template the response includes the end-of-turn tokens."""
+    if tokenizer.chat_template:
+        user = [{"role": "user", "content": prompt}]
+        head = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": response}], tokenize=False)
+        if not full.startswith(head):
+            raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+        return head, full[len(head):]
+    return f"{prompt}\n", response + (tokenizer.eos_token or "")
+
+
+def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
+    """``input_ids`` = prompt + response tokens; ``labels`` = -100 on the prompt, the response tokens after it.
+
+    The two parts are tokenised separately so the boundary is exact whatever the tokenizer merges.
+    """
+    head, tail = prompt_and_response_text(tokenizer, prompt, response)
+    # A chat template writes its own special tokens; plain text gets the tokenizer's usual ones (e.g. BOS).
+    prompt_ids = tokenizer(head, add_special_tokens=not tokenizer.chat_template)["input_ids"]
+    response_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    ids = (prompt_ids + response_ids)[:max_length]
+    labels = ([IGNORE] * len(prompt_ids) + response_ids)[:max_length]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def prepare(cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
+    """Tokenised ``DatasetDict`` of training sequences; no label names (returns an empty list)."""
+    import datasets
+
+    splits = split_documents(read_documents(cfg), cfg["val_size"], cfg["test_size"], seed)
+    limits = {"train": cfg.get("max_train_samples"), "validation": cfg.get("max_eval_samples"),
+              "test": cfg.get("max_eval_samples")}
+    built = {}
+    for split, docs in splits.items():
+        if cfg.get("format", "text") == "prompt_response":
+            rows = [encode_pair(tokenizer, p, r, max_length) for p, r in docs]
+            dropped = sum(all(label == IGNORE for label in row["labels"]) for row in rows)
+            if dropped:
+                log.warning("%s: %d prompt(s) fill max_length=%d, leaving no response token: skipped",
+                            split, dropped, max_length)
+            rows = [row for row in rows if any(label != IGNORE for label in row["labels"])]
+        else:
+            rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
+                    for ids in tokenize_documents(tokenizer, docs, max_length, cfg.get("packing", True))]
+        rows = rows[:limits[split] or len(rows)]
+        built[split] = datasets.Dataset.from_dict({k: [row[k] for row in rows] for k in ("input_ids", "attention_mask",
+                                                                                         "labels")})
+    return datasets.DatasetDict(built), []
+
+
+class PadCollator:
+    """Right-pad ``input_ids`` with the pad token, ``attention_mask`` with 0 and ``labels`` with -100."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(row["input_ids"]) for row in rows)
+        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": IGNORE}
+        return {key: torch.tensor([list(row[key]) + [pad] * (width - len(row[key])) for row in rows])
+                for key, pad in pads.items()}
+
+
+def predicted_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """Number of tokens the shifted causal-LM loss averages over (labels after the first position, not -100)."""
+    return (labels[:, 1:] != IGNORE).sum()

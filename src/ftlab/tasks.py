@@ -1,0 +1,45 @@
+"""The tasks ftlab fine-tunes for, and what differs between them: model class, metrics, pipeline, monitors.
+
+Everything else (strategies, training loop, sweeps, reports, export) is one code path for all tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a task needs from ``transformers`` and which validation metrics it can be selected on."""
+
+    name: str
+    auto_class: str  # transformers Auto class that adds the task's head
+    pipeline_tag: str  # what ``transformers.pipeline`` loads the exported model as
+    monitors: tuple[str, ...]  # valid values of the top-level ``monitor`` key
+    has_labels: bool  # label names come from the data (classes, BIO tags)
+
+
+TASKS = {
+    task.name: task
+    for task in (
+        Task("text_classification", "AutoModelForSequenceClassification", "text-classification",
+             ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss"), has_labels=True),
+        Task("token_classification", "AutoModelForTokenClassification", "token-classification",
+             ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss"), has_labels=True),
+        Task("causal_lm", "AutoModelForCausalLM", "text-generation", ("val/loss", "val/ppl"), has_labels=False),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; a clear error listing the valid names otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"task={name!r}; valid choices: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def auto_model_class(name: str):
+    """The ``transformers`` Auto class for a task, e.g. ``AutoModelForTokenClassification``."""
+    import transformers
+
+    return getattr(transformers, get_task(name).auto_class)
