@@ -197,17 +197,17 @@ def make_tiny_llama(directory: Path, layers: int = 3, tie: bool = True, seed: in
 
 
 def make_tiny_text(path: Path, documents: int = 40, seed: int = 0) -> Path:
-    """A jsonl of short repetitive stories: a tiny LM learns them in a few steps."""
+    """A jsonl of short formulaic stories (text, and the same story as prompt / response): a tiny LM learns them."""
     import json
 
     rng = random.Random(seed)
+    clauses = ["sat on a mat", "sat on a log", "ate fish", "ran quickly", "slept", "ran on a log"]
     rows = []
     for _ in range(documents):
         animal = rng.choice(["cat", "dog"])
-        place = rng.choice(["mat", "log"])
-        food = "fish" if animal == "cat" else "log"
-        rows.append({"text": f"the {animal} sat on a {place} and then the {animal} ate {food} and then slept",
-                     "prompt": f"the {animal} sat on a {place}", "response": f"and then the {animal} slept"})
+        story = [f"the {animal} {rng.choice(clauses)}"] + [f"and then the {animal} {rng.choice(clauses)}"
+                                                           for _ in range(rng.randint(1, 3))]
+        rows.append({"text": " ".join(story), "prompt": story[0], "response": " ".join(story[1:])})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path

@@ -85,7 +85,7 @@ class FineTuneData(L.LightningDataModule):
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
         tok_dir = Path(self.tokenizer.name_or_path)
         ident["tokenizer"] = fingerprint_path(str(tok_dir)) if tok_dir.is_dir() else self.tokenizer.name_or_path
-        ident.update(max_length=self.max_length, seed=self.seed, task=self.task, format=CACHE_FORMAT)
+        ident.update(max_length=self.max_length, seed=self.seed, task=self.task, cache_format=CACHE_FORMAT)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property

@@ -59,7 +59,8 @@ def split_documents(raw: dict[str, list], val_size: float, test_size: float, see
     n_test = 0 if "test" in raw else max(1, int(round(test_size * len(docs))))
     n_val = 0 if "validation" in raw else max(1, int(round(val_size * len(docs))))
     parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    return {split: raw[split] if split in raw else [docs[i] for i in parts[split]] for split in parts}
+    return {split: raw[split] if split != "train" and split in raw else [docs[i] for i in idx]
+            for split, idx in parts.items()}
 
 
 def chunk(ids: list[int], max_length: int) -> list[list[int]]:
