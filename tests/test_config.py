@@ -48,6 +48,31 @@ def test_default_config_is_valid():
     validate_config(compose(["output_dir=/tmp/unused"]))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_is_valid(experiment):
+    """The ready experiments validate against their real checkpoints and data (SmolLM2 is dequantised once)."""
+    validate_config(compose([f"experiment={experiment}", "output_dir=/tmp/unused"]))
+
+
+def test_task_errors_name_key_value_and_choices(tiny_model_dir, tiny_csv, tmp_path):
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose(base + ["task=summarization"]))
+    assert "task='summarization': unknown value; valid choices: text_classification, token_classification, " \
+           "causal_lm" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose(base + ["task=causal_lm", "export_onnx=true"]))
+    assert err.value.problems == [
+        "monitor='val/acc': unknown value; valid choices: val/loss, val/ppl",
+        "export_onnx=True: ONNX export is implemented for task=text_classification only",
+    ]
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose(base + ["task=token_classification", "monitor=val/f1"]))
+    assert err.value.problems == [f"data.tokens_column=None: column absent from {tiny_csv}; columns there: text, label",
+                                  f"data.tags_column=None: column absent from {tiny_csv}; columns there: text, label"]
+
+
 def test_trainer_group_configures_lightning_trainer_itself():
     cfg = compose(["++trainer.max_steps=3", "++trainer.limit_val_batches=2", "++trainer.overfit_batches=1"])
     assert cfg.trainer._target_ == "lightning.Trainer"

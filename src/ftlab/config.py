@@ -191,9 +191,12 @@ def _check_hardware(c: _Checker) -> None:
 
 def _check_task_data(c: _Checker, task: str) -> None:
     """Token classification and causal LM: the files exist and hold the configured columns."""
+    from ftlab import lm
     from ftlab.data import TABULAR_SUFFIXES, read_table
 
-    if task == "causal_lm" and c.choice("data.format", ("text", "prompt_response")):
+    if task == "causal_lm":
+        if c.get("data.format") is not None:
+            c.choice("data.format", lm.FORMATS)
         columns = ("data.prompt_column", "data.response_column") if c.get("data.format") == "prompt_response" else (
             "data.text_column",)
     else:
