@@ -198,3 +198,26 @@ def test_documents_are_split_whole_and_disjoint():
     assert splits == lm.split_documents({"train": docs}, 0.1, 0.2, seed=1)
     given = lm.split_documents({"train": docs, "test": ["held out"]}, 0.1, 0.2, seed=1)
     assert given["test"] == ["held out"] and len(given["train"]) == 18
+
+
+@pytest.mark.slow
+def test_causal_lm_sweep_reports_perplexity_before_and_after(llama_dir, text_jsonl, tmp_path):
+    import csv
+
+    from tests.test_cli import run_cli
+
+    sweep = tmp_path / "sweep"
+    args = [o for o in lm_overrides(llama_dir, text_jsonl, tmp_path) if not o.startswith(("output_dir", "trainer.max"))]
+    proc = run_cli("-m", "strategy=full,partial", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep}", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["overrides"] for r in rows] == ["strategy=full", "strategy=partial"]
+    for row in rows:
+        metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
+        assert float(row["test/ppl"]) == pytest.approx(metrics["test/ppl"])
+        assert float(row["before/test/ppl"]) == pytest.approx(metrics["before/test/ppl"])
+        assert float(row["best_val"]) == pytest.approx(metrics["val/loss"])  # monitor=val/loss
+    assert "test/acc" not in rows[0]  # only the metrics the task has
+    summary = (sweep / "summary.md").read_text()
+    assert "2 jobs (2 completed, 0 failed, 0 running)" in summary and "plot_metric_vs_trainable.png" in summary
