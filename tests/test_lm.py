@@ -221,3 +221,12 @@ def test_causal_lm_sweep_reports_perplexity_before_and_after(llama_dir, text_jso
     assert "test/acc" not in rows[0]  # only the metrics the task has
     summary = (sweep / "summary.md").read_text()
     assert "2 jobs (2 completed, 0 failed, 0 running)" in summary and "plot_metric_vs_trainable.png" in summary
+
+
+def test_text_sources(tmp_path):
+    (tmp_path / "novel.txt").write_text("It was a dark night.\n\nThe end.\n")
+    (tmp_path / "corpus" / "a").mkdir(parents=True)
+    (tmp_path / "corpus" / "a" / "1.txt").write_text("one")
+    (tmp_path / "corpus" / "2.txt").write_text("two")
+    assert lm.read_documents({"path": str(tmp_path / "novel.txt")}) == {"train": ["It was a dark night.\n\nThe end.\n"]}
+    assert lm.read_documents({"path": str(tmp_path / "corpus")}) == {"train": ["two", "one"]}  # sorted paths

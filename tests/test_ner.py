@@ -155,3 +155,11 @@ def test_tiny_ner_job_learns_entities_and_exports_a_pipeline(ner_model_dir, conl
     assert {word for _, word in found} == {"john", "new york"} and ("LOC", "new york") in found
     [pred] = list(predict(tmp_path, ["john visited new york"], progress=False))
     assert {(e["type"], e["text"]) for e in pred["entities"]} == found
+
+
+def test_json_tokens_and_tags_files(tmp_path):
+    rows = [{"words": ["Mary", "visited", "Paris"], "ner": ["B-PER", "O", "B-LOC"]}, {"words": ["ok"], "ner": ["O"]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    raw = ner.load_sentences({"source": "files", "path": str(path), "tokens_column": "words", "tags_column": "ner"})
+    assert raw == {"train": ([r["words"] for r in rows], [r["ner"] for r in rows])}
