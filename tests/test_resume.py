@@ -7,7 +7,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from tests.helpers import tiny_overrides
+from tests.helpers import read_wandb_records, tiny_overrides
 from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
@@ -15,9 +15,19 @@ pytestmark = pytest.mark.slow
 RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true"]
 
 
+def wandb_run(wandb_file):
+    """The run record (id, name) and the final summary of one offline W&B run file."""
+    records = read_wandb_records(wandb_file)
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+    return next(r.run for r in records if r.WhichOneof("record_type") == "run"), summary
+
+
 def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    base = tiny_overrides(tiny_model_dir, tiny_csv, whole, *RUN)
+    base = tiny_overrides(tiny_model_dir, tiny_csv, whole, *RUN) + ["logger=wandb"]
     proc = run_cli(*base, f"hydra.run.dir={whole}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -40,6 +50,12 @@ def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_
         assert b[key] == a[key], key  # exactly, not approximately
     wa, wb = load_file(whole / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+    # W&B: the resumed process continues the interrupted run (same id, derived from the job directory); only the
+    # part that finished has the final test metrics.
+    first, second = (wandb_run(f) for f in sorted(cut.glob("wandb/offline-run-*/run-*.wandb")))
+    assert first[0].run_id == second[0].run_id and first[0].display_name == second[0].display_name
+    assert "test/acc" not in first[1] and second[1]["test/acc"] == pytest.approx(b["test/acc"])
 
 
 def test_resume_of_a_directory_without_checkpoint_is_a_clear_error(tmp_path):

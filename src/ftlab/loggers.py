@@ -27,24 +27,33 @@ def has_wandb_credentials() -> bool:
 
 
 def wandb_identity(output_dir: str) -> dict[str, Any]:
-    """Group, name and id of a job's W&B run.
+    """Group, name and id of a job's W&B run, all derived from the job (its directory and saved overrides).
 
     In a multirun every job of the sweep shares one group (the sweep directory) and is named by its swept
-    overrides; the id is derived from the job directory, so a requeued job resumes its own run.
+    overrides; the id is derived from the job directory, so a requeued job resumes its own run, and so does
+    ``resume=<job dir>`` run from another command line (it takes the original job's name and group).
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     identity: dict[str, Any] = {"id": run_id(output_dir), "resume": "allow"}
-    if not HydraConfig.initialized():
+    job = Path(output_dir).resolve()
+    if HydraConfig.initialized() and Path(HydraConfig.get().runtime.output_dir).resolve() == job:
+        hydra_cfg = HydraConfig.get()
+        overrides = list(hydra_cfg.overrides.task)
+        sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    elif (job / ".hydra" / "overrides.yaml").is_file():
+        import yaml
+
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
+        sweep_dir = job.parent if (job.parent / "multirun.yaml").is_file() else None
+    else:
         return identity
-    hydra_cfg = HydraConfig.get()
-    overrides = list(hydra_cfg.overrides.task)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        identity["group"] = group_name(hydra_cfg.sweep.dir)
-        identity["name"] = job_label(overrides, swept_keys(Path(hydra_cfg.sweep.dir))) or hydra_cfg.job.override_dirname
-    elif hydra_cfg.job.override_dirname:
-        identity["name"] = hydra_cfg.job.override_dirname[:128]
+    if sweep_dir is not None:
+        identity["group"] = group_name(sweep_dir)
+        identity["name"] = job_label(overrides, swept_keys(sweep_dir)) or ",".join(sorted(overrides))[:128]
+    elif overrides:
+        identity["name"] = ",".join(sorted(overrides))[:128]  # Hydra's override_dirname
     return identity
 
 
