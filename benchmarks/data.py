@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 
-from common import DEFAULT_MODEL, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
+from common import DEFAULT_MODEL, benchmark_parser, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
@@ -33,12 +32,7 @@ def step_seconds(batches, labels, warmup: int) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser = benchmark_parser(__doc__.splitlines()[0], steps=8, warmup=2)
     args = parser.parse_args(argv)
     n = args.warmup + args.steps
     dynamic, labels = real_batches(n, args.batch_size, args.max_length)

@@ -11,10 +11,9 @@ AdamW actually holds.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
-from common import fresh_module, median, median_step_seconds, plain_steps, real_batches, table
+from common import benchmark_parser, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 
 STRATEGIES = {
     "full": ({"name": "full"}, None),
@@ -37,12 +36,7 @@ def run(strategy: dict, batches, labels, warmup: int) -> tuple[float, int, int]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser = benchmark_parser(__doc__.splitlines()[0], steps=8, warmup=2)
     parser.add_argument("--only", nargs="*", default=list(STRATEGIES), help="strategies to run")
     args = parser.parse_args(argv)
     batches, labels = real_batches(args.warmup + args.steps, args.batch_size, args.max_length)

@@ -8,12 +8,11 @@ interleaved, ``--repeats`` times each; the table reports medians and their ratio
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
 import torch
-from common import fresh_module, median, plain_steps, real_batches, table, throughput
+from common import benchmark_parser, fresh_module, median, plain_steps, real_batches, table, throughput
 
 def run_plain(batches, labels) -> list[float]:
     module = fresh_module(labels)
@@ -79,12 +78,7 @@ def run_hf(batches, labels) -> list[float]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser = benchmark_parser(__doc__.splitlines()[0], steps=12, warmup=3)
     args = parser.parse_args(argv)
     batches, labels = real_batches(args.warmup + args.steps, args.batch_size, args.max_length)
     contenders = {"plain PyTorch loop": run_plain, "ftlab (Lightning)": run_ftlab, "HF Trainer": run_hf}

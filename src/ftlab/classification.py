@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -15,7 +16,7 @@ from torchmetrics.classification import (
 )
 
 from ftlab.assets import resolve_path
-from ftlab.data import read_table
+from ftlab.data import SPLIT_PATHS, read_table, sample_limit
 
 Examples = tuple[list[str], list[Any]]  # (texts, raw labels)
 
@@ -38,7 +39,7 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
         return {"train": read_folder(resolve_path(cfg["path"]))}
     if source == "files":
         out = {}
-        for split, key in (("train", "path"), ("validation", "val_path"), ("test", "test_path")):
+        for split, key in SPLIT_PATHS:
             if cfg.get(key):
                 frame = read_table(resolve_path(cfg[key]))
                 out[split] = (frame[cfg["text_column"]].astype(str).tolist(), frame[cfg["label_column"]].tolist())
@@ -112,20 +113,16 @@ def clean_and_split(
     return splits, names
 
 
-
-
 def prepare(cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
     """Tokenised ``DatasetDict`` (train / validation / test, labels as class ids) and the sorted label names."""
     import datasets
 
     splits, names = clean_and_split(load_source(cfg), cfg["val_size"], cfg["test_size"], seed)
-    limits = {"train": cfg.get("max_train_samples"), "validation": cfg.get("max_eval_samples"),
-              "test": cfg.get("max_eval_samples")}
     features = datasets.Features({"text": datasets.Value("string"), "labels": datasets.ClassLabel(names=names)})
     index = {name: i for i, name in enumerate(names)}
     built = {}
     for split, (texts, labels) in splits.items():
-        n = limits[split] or len(texts)
+        n = sample_limit(cfg, split) or len(texts)
         built[split] = datasets.Dataset.from_dict(
             {"text": texts[:n], "labels": [index[label] for label in labels[:n]]}, features=features)
 
@@ -147,3 +144,15 @@ def metrics(label_names: list[str], prefix: str) -> MetricCollection:
         },
         prefix=f"{prefix}/",
     )
+
+
+def collator(tokenizer):
+    """Dynamic padding to the longest text of the batch."""
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer)
+
+
+def loss_weight(labels: torch.Tensor) -> int:
+    """Examples in a batch: what the classification loss averages over."""
+    return len(labels)

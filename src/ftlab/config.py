@@ -136,6 +136,13 @@ def _check_strategy(c: _Checker, model) -> None:
         c.fail("strategy", str(err))
 
 
+def _check_columns(c: _Checker, frame, file, columns: tuple[str, ...]) -> None:
+    """Every configured column (``data.text_column``, ...) is in the table read from ``file``."""
+    for col in columns:
+        if c.get(col) not in frame.columns:
+            c.fail(col, f"column absent from {file}; columns there: {', '.join(map(str, frame.columns))}")
+
+
 def _label_count(c: _Checker) -> int | None:
     """Check that the data files exist and have the configured columns; return the number of classes."""
     source = c.get("data.source")
@@ -166,9 +173,7 @@ def _label_count(c: _Checker) -> int | None:
             c.fail(key, f"unsupported file type; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
             continue
         frame = read_table(file)
-        for col in ("data.text_column", "data.label_column"):
-            if c.get(col) not in frame.columns:
-                c.fail(col, f"column absent from {file}; columns there: {', '.join(map(str, frame.columns))}")
+        _check_columns(c, frame, file, ("data.text_column", "data.label_column"))
         if c.get("data.label_column") in frame.columns:
             classes |= set(frame[c.get("data.label_column")].dropna().astype(str))
     return len(classes) if classes else None
@@ -211,10 +216,7 @@ def _check_task_data(c: _Checker, task: str) -> None:
         if not path.exists():
             c.fail(key, f"no such file or directory: {path}")
         elif path.is_file() and path.suffix.lower() in TABULAR_SUFFIXES:
-            frame = read_table(str(path))
-            for col in columns:
-                if c.get(col) not in frame.columns:
-                    c.fail(col, f"column absent from {path}; columns there: {', '.join(map(str, frame.columns))}")
+            _check_columns(c, read_table(str(path)), path, columns)
         elif path.is_dir() and c.get("data.source") != "folder":
             c.fail(key, "is a folder; use data.source=folder, or give a file")
 

@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
 from ftlab.samplers import ExactDistributedSampler, ResumableSampler
+from ftlab.tasks import task_module
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # bump when the prepared layout changes
 SPLITS = ("train", "validation", "test")
 TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+SPLIT_PATHS = (("train", "path"), ("validation", "val_path"), ("test", "test_path"))  # data config key per split
+IGNORE_INDEX = -100  # label of positions the loss and the metrics skip (padding, prompts, non-first sub-tokens)
 
 
 def read_table(path: str):
@@ -45,18 +49,35 @@ def read_table(path: str):
     raise ValueError(f"unsupported data file {path!r}; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
 
 
+def sample_limit(cfg: dict[str, Any], split: str) -> int | None:
+    """``max_train_samples`` for the training split, ``max_eval_samples`` for validation and test (None: all)."""
+    return cfg.get("max_train_samples" if split == "train" else "max_eval_samples")
+
+
+def split_items(raw: dict[str, list], key, val_size: float, test_size: float, seed: int) -> dict[str, list]:
+    """Deduplicate the training items by ``key(item)`` (also against given validation / test items, and dropping
+    blank ones), then split off the validation and test parts the source does not provide (seeded, at least one
+    item each)."""
+    seen = {key(item) for split in ("validation", "test") for item in raw.get(split, [])}
+    items = []
+    for item in raw["train"]:
+        k = key(item)
+        if k.strip() and k not in seen:
+            seen.add(k)
+            items.append(item)
+    order = np.random.default_rng(seed).permutation(len(items)).tolist()
+    n_test, n_val = (0 if split in raw else max(1, int(round(size * len(items))))
+                     for split, size in (("test", test_size), ("validation", val_size)))
+    parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    return {split: raw[split] if split != "train" and split in raw else [items[i] for i in idx]
+            for split, idx in parts.items()}
+
+
 def fingerprint_path(path: str) -> list:
     """Cheap identity of a file or folder tree: relative names, sizes and modification times."""
     root = Path(path)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     return [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
-
-
-def _prepare_fn(task: str):
-    from ftlab import classification, lm, ner
-
-    return {"text_classification": classification.prepare, "token_classification": ner.prepare,
-            "causal_lm": lm.prepare}[task]
 
 
 class FineTuneData(L.LightningDataModule):
@@ -97,7 +118,7 @@ class FineTuneData(L.LightningDataModule):
         if self.cache_path.exists():
             log.info("data: reusing cache %s", self.cache_path)
             return
-        dsd, names = _prepare_fn(self.task)(self.cfg, self.tokenizer, self.max_length, self.seed)
+        dsd, names = task_module(self.task).prepare(self.cfg, self.tokenizer, self.max_length, self.seed)
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=self.cache_path.parent, prefix=".tmp-")
         dsd.save_to_disk(tmp)
@@ -127,18 +148,6 @@ class FineTuneData(L.LightningDataModule):
     def split_sizes(self) -> dict[str, int]:
         return {split: len(self.datasets[split]) for split in SPLITS}
 
-    def collator(self):
-        """Dynamic padding to the longest sequence of the batch; label padding is ignored by the loss."""
-        from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
-
-        if self.task == "token_classification":
-            return DataCollatorForTokenClassification(self.tokenizer)
-        if self.task == "causal_lm":
-            from ftlab.lm import PadCollator
-
-            return PadCollator(self.tokenizer.pad_token_id)
-        return DataCollatorWithPadding(self.tokenizer)
-
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         workers = self.cfg.get("num_workers", 0)
         trainer = self.trainer
@@ -157,7 +166,7 @@ class FineTuneData(L.LightningDataModule):
             sampler=sampler,
             # Its own generator: iterating a loader must not consume the global RNG (dropout), for exact resumption.
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.collator(),
+            collate_fn=task_module(self.task).collator(self.tokenizer),  # pads to the batch's longest
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -7,14 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ftlab.assets import resolve_path
+from ftlab.data import IGNORE_INDEX, SPLIT_PATHS, read_table, sample_limit, split_items
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100
 FORMATS = ("text", "prompt_response")
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 
@@ -26,10 +25,8 @@ def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
     ``files``: a text file (one document) or a csv / json / jsonl / parquet table with a text column, or with
     prompt and response columns when ``format=prompt_response``.
     """
-    from ftlab.data import read_table
-
     out = {}
-    for split, key in (("train", "path"), ("validation", "val_path"), ("test", "test_path")):
+    for split, key in SPLIT_PATHS:
         if not cfg.get(key):
             continue
         path = Path(resolve_path(cfg[key]))
@@ -49,18 +46,7 @@ def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
 
 def split_documents(raw: dict[str, list], val_size: float, test_size: float, seed: int) -> dict[str, list]:
     """Deduplicate, then split whole documents (never chunks of one document) into the missing splits, seeded."""
-    held = {str(d) for split in ("validation", "test") for d in raw.get(split, [])}
-    seen, docs = set(held), []
-    for doc in raw["train"]:
-        if str(doc) not in seen and str(doc).strip():
-            seen.add(str(doc))
-            docs.append(doc)
-    order = np.random.default_rng(seed).permutation(len(docs)).tolist()
-    n_test = 0 if "test" in raw else max(1, int(round(test_size * len(docs))))
-    n_val = 0 if "validation" in raw else max(1, int(round(val_size * len(docs))))
-    parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    return {split: raw[split] if split != "train" and split in raw else [docs[i] for i in idx]
-            for split, idx in parts.items()}
+    return split_items(raw, str, val_size, test_size, seed)
 
 
 def chunk(ids: list[int], max_length: int) -> list[list[int]]:
@@ -104,7 +90,7 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> dict[
     prompt_ids = tokenizer(head, add_special_tokens=not tokenizer.chat_template)["input_ids"]
     response_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
     ids = (prompt_ids + response_ids)[:max_length]
-    labels = ([IGNORE] * len(prompt_ids) + response_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + response_ids)[:max_length]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
@@ -113,21 +99,19 @@ def prepare(cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
     import datasets
 
     splits = split_documents(read_documents(cfg), cfg["val_size"], cfg["test_size"], seed)
-    limits = {"train": cfg.get("max_train_samples"), "validation": cfg.get("max_eval_samples"),
-              "test": cfg.get("max_eval_samples")}
     built = {}
     for split, docs in splits.items():
         if cfg.get("format", "text") == "prompt_response":
             rows = [encode_pair(tokenizer, p, r, max_length) for p, r in docs]
-            dropped = sum(all(label == IGNORE for label in row["labels"]) for row in rows)
+            dropped = sum(all(label == IGNORE_INDEX for label in row["labels"]) for row in rows)
             if dropped:
                 log.warning("%s: %d prompt(s) fill max_length=%d, leaving no response token: skipped",
                             split, dropped, max_length)
-            rows = [row for row in rows if any(label != IGNORE for label in row["labels"])]
+            rows = [row for row in rows if any(label != IGNORE_INDEX for label in row["labels"])]
         else:
             rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
                     for ids in tokenize_documents(tokenizer, docs, max_length, cfg.get("packing", True))]
-        rows = rows[:limits[split] or len(rows)]
+        rows = rows[:sample_limit(cfg, split) or len(rows)]
         built[split] = datasets.Dataset.from_dict({k: [row[k] for row in rows] for k in ("input_ids", "attention_mask",
                                                                                          "labels")})
     return datasets.DatasetDict(built), []
@@ -141,11 +125,21 @@ class PadCollator:
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         width = max(len(row["input_ids"]) for row in rows)
-        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": IGNORE}
+        pads = {"input_ids": self.pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX}
         return {key: torch.tensor([list(row[key]) + [pad] * (width - len(row[key])) for row in rows])
                 for key, pad in pads.items()}
 
 
-def predicted_tokens(labels: torch.Tensor) -> torch.Tensor:
+def metrics(label_names: list[str], prefix: str) -> None:
+    """No metric beyond the loss: the module derives ``<prefix>/ppl`` = exp(loss) from the token-weighted loss."""
+    return None
+
+
+def collator(tokenizer) -> PadCollator:
+    """Dynamic right padding with the tokenizer's pad token; padded labels get -100."""
+    return PadCollator(tokenizer.pad_token_id)
+
+
+def loss_weight(labels: torch.Tensor) -> torch.Tensor:
     """Number of tokens the shifted causal-LM loss averages over (labels after the first position, not -100)."""
-    return (labels[:, 1:] != IGNORE).sum()
+    return (labels[:, 1:] != IGNORE_INDEX).sum()

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ftlab.models import count_parameters, find_parts, load_model, load_tokenizer
 from ftlab.strategies import apply_strategy
+from ftlab.tasks import task_module
 
 
 def is_norm(module: nn.Module) -> bool:
@@ -81,28 +82,6 @@ def gate_stages(scheduler: LambdaLR, stages: list[int], steps_per_stage: int) ->
     return LambdaLR(scheduler.optimizer, lambdas)
 
 
-def task_metrics(task: str, label_names: list[str], prefix: str) -> MetricCollection | None:
-    """The task's metrics beyond the loss (a causal LM has only loss and perplexity, derived from it)."""
-    from ftlab import classification, ner
-
-    if task == "text_classification":
-        return classification.metrics(label_names, prefix)
-    if task == "token_classification":
-        return ner.metrics(label_names, prefix)
-    return None
-
-
-def loss_weight(task: str, labels: torch.Tensor) -> torch.Tensor | int:
-    """How many items a batch's mean loss averages over, so epoch losses are exact means over items."""
-    from ftlab.lm import predicted_tokens
-
-    if task == "causal_lm":
-        return predicted_tokens(labels)
-    if task == "token_classification":
-        return (labels != -100).sum()
-    return len(labels)
-
-
 class FineTuneModule(L.LightningModule):
     """Fine-tunes a Hugging Face model for a task (classification, NER, causal LM) under a freezing strategy.
 
@@ -123,8 +102,10 @@ class FineTuneModule(L.LightningModule):
         self.param_counts = count_parameters(self.model)
 
         self.task = task
-        self.val_metrics = task_metrics(task, label_names, "val")
-        self.test_metrics = task_metrics(task, label_names, "test")
+        pieces = task_module(task)
+        self.loss_weight = pieces.loss_weight  # what a batch's mean loss averages over: examples or tokens
+        self.val_metrics = pieces.metrics(label_names, "val")
+        self.test_metrics = pieces.metrics(label_names, "test")
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(len(label_names)) if task == "text_classification" else None
@@ -146,7 +127,7 @@ class FineTuneModule(L.LightningModule):
     def _eval_step(self, batch, metrics: MetricCollection | None, loss_metric: MeanMetric):
         out = self.model(**batch)
         labels = batch["labels"]
-        loss_metric.update(out.loss, weight=loss_weight(self.task, labels))
+        loss_metric.update(out.loss, weight=self.loss_weight(labels))  # exact epoch means over examples / tokens
         if metrics is None:
             return None
         preds = out.logits.argmax(dim=-1)

@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ftlab.assets import resolve_path
+from ftlab.data import IGNORE_INDEX, SPLIT_PATHS, read_table, sample_limit, split_items
 
-IGNORE = -100
 Sentences = tuple[list[list[str]], list[list[str]]]  # (tokens per sentence, tags per sentence)
 
 
@@ -40,8 +39,6 @@ def read_conll(path: str) -> Sentences:
 
 def read_tagged_table(path: str, tokens_column: str, tags_column: str) -> Sentences:
     """A json / jsonl file with a list of tokens and a list of tags per row."""
-    from ftlab.data import read_table
-
     frame = read_table(path)
     return [list(map(str, t)) for t in frame[tokens_column]], [list(map(str, t)) for t in frame[tags_column]]
 
@@ -49,7 +46,7 @@ def read_tagged_table(path: str, tokens_column: str, tags_column: str) -> Senten
 def load_sentences(cfg: dict[str, Any]) -> dict[str, Sentences]:
     """Sentences per split given by the source (``conll`` or ``files``)."""
     out = {}
-    for split, key in (("train", "path"), ("validation", "val_path"), ("test", "test_path")):
+    for split, key in SPLIT_PATHS:
         if not cfg.get(key):
             continue
         path = resolve_path(cfg[key])
@@ -61,23 +58,10 @@ def load_sentences(cfg: dict[str, Any]) -> dict[str, Sentences]:
 
 
 def split_sentences(raw: dict[str, Sentences], val_size: float, test_size: float, seed: int) -> dict[str, Sentences]:
-    """Deduplicate and split the training sentences into the splits the source does not provide (seeded)."""
-    held_keys = {" ".join(s) for split in ("validation", "test") if split in raw for s in raw[split][0]}
-    seen, keep = set(held_keys), []
-    for tokens, tags in zip(*raw["train"]):
-        key = " ".join(tokens)
-        if key not in seen:
-            seen.add(key)
-            keep.append((tokens, tags))
-    order = np.random.default_rng(seed).permutation(len(keep)).tolist()
-    n_test = 0 if "test" in raw else int(round(test_size * len(keep)))
-    n_val = 0 if "validation" in raw else int(round(val_size * len(keep)))
-    parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    splits = {split: raw[split] for split in ("validation", "test") if split in raw}
-    for split, idx in parts.items():
-        if split not in splits:
-            splits[split] = ([keep[i][0] for i in idx], [keep[i][1] for i in idx])
-    return splits
+    """Deduplicate (by their words) and split the training sentences into the splits the source does not provide."""
+    pairs = {split: list(zip(*sentences)) for split, sentences in raw.items()}
+    splits = split_items(pairs, lambda pair: " ".join(pair[0]), val_size, test_size, seed)
+    return {split: ([tokens for tokens, _ in part], [tags for _, tags in part]) for split, part in splits.items()}
 
 
 def tag_names(all_tags) -> list[str]:
@@ -94,7 +78,7 @@ def align_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     """Label the first sub-token of each word with the word's label; other sub-tokens and specials get -100."""
     labels, previous = [], None
     for word in word_ids:
-        labels.append(IGNORE if word is None or word == previous else word_labels[word])
+        labels.append(IGNORE_INDEX if word is None or word == previous else word_labels[word])
         previous = word
     return labels
 
@@ -115,11 +99,9 @@ def prepare(cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
     splits = split_sentences(load_sentences(cfg), cfg["val_size"], cfg["test_size"], seed)
     names = tag_names(tags for _, all_tags in splits.values() for tags in all_tags)
     label2id = {name: i for i, name in enumerate(names)}
-    limits = {"train": cfg.get("max_train_samples"), "validation": cfg.get("max_eval_samples"),
-              "test": cfg.get("max_eval_samples")}
     built = {}
     for split, (tokens, tags) in splits.items():
-        n = limits[split] or len(tokens)
+        n = sample_limit(cfg, split) or len(tokens)
         built[split] = datasets.Dataset.from_dict(
             tokenize_and_align(tokenizer, tokens[:n], tags[:n], label2id, max_length))
     return datasets.DatasetDict(built), names
@@ -155,7 +137,7 @@ class EntityScores(Metric):
         """``preds`` and ``target``: tag ids (batch, tokens); positions where ``target`` is -100 are skipped."""
         index = {t: i for i, t in enumerate(self.types)}
         for pred_row, gold_row in zip(preds.tolist(), target.tolist()):
-            keep = [(p, g) for p, g in zip(pred_row, gold_row) if g != IGNORE]
+            keep = [(p, g) for p, g in zip(pred_row, gold_row) if g != IGNORE_INDEX]
             pred = entities([self.tag_names[p] for p, _ in keep])
             gold = entities([self.tag_names[g] for _, g in keep])
             for state, spans in (("correct", pred & gold), ("predicted", pred), ("gold", gold)):
@@ -184,6 +166,18 @@ def _scores(correct: torch.Tensor, predicted: torch.Tensor, gold: torch.Tensor) 
 def metrics(tag_names: list[str], prefix: str) -> MetricCollection:
     """``<prefix>/acc`` (token accuracy over labelled first sub-tokens) and entity ``precision`` / ``recall`` / ``f1``."""
     return MetricCollection(
-        {"acc": MulticlassAccuracy(len(tag_names), average="micro", ignore_index=IGNORE),
+        {"acc": MulticlassAccuracy(len(tag_names), average="micro", ignore_index=IGNORE_INDEX),
          "entity": EntityScores(tag_names)},
         prefix=f"{prefix}/", compute_groups=False)
+
+
+def collator(tokenizer):
+    """Dynamic padding; padded label positions get -100."""
+    from transformers import DataCollatorForTokenClassification
+
+    return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+
+
+def loss_weight(labels: torch.Tensor) -> torch.Tensor:
+    """Labelled tokens in a batch: what the token-classification loss averages over."""
+    return (labels != IGNORE_INDEX).sum()

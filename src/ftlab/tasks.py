@@ -1,6 +1,8 @@
 """The tasks ftlab fine-tunes for, and what differs between them: model class, metrics, pipeline, monitors.
 
-Everything else (strategies, training loop, sweeps, reports, export) is one code path for all tasks.
+Everything else (strategies, training loop, sweeps, reports, export) is one code path for all tasks. Each task's
+module (``classification``, ``ner``, ``lm``) provides the same functions: ``prepare`` (tokenised splits and label
+names), ``collator``, ``metrics`` and ``loss_weight``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ class Task:
     pipeline_tag: str  # what ``transformers.pipeline`` loads the exported model as
     monitors: tuple[str, ...]  # valid values of the top-level ``monitor`` key
     has_labels: bool  # label names come from the data (classes, BIO tags)
+    module: str  # the ftlab module with the task's data and metric pieces
 
 
 TASKS = {
     task.name: task
     for task in (
         Task("text_classification", "AutoModelForSequenceClassification", "text-classification",
-             ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss"), has_labels=True),
+             ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss"), has_labels=True,
+             module="ftlab.classification"),
         Task("token_classification", "AutoModelForTokenClassification", "token-classification",
-             ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss"), has_labels=True),
-        Task("causal_lm", "AutoModelForCausalLM", "text-generation", ("val/loss", "val/ppl"), has_labels=False),
+             ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss"), has_labels=True, module="ftlab.ner"),
+        Task("causal_lm", "AutoModelForCausalLM", "text-generation", ("val/loss", "val/ppl"), has_labels=False,
+             module="ftlab.lm"),
     )
 }
 
@@ -43,3 +48,10 @@ def auto_model_class(name: str):
     import transformers
 
     return getattr(transformers, get_task(name).auto_class)
+
+
+def task_module(name: str):
+    """The module with the task's ``prepare``, ``collator``, ``metrics`` and ``loss_weight`` (imported on use)."""
+    import importlib
+
+    return importlib.import_module(get_task(name).module)
