@@ -157,12 +157,3 @@ def test_precision_and_accelerator_must_run_here(tiny_model_dir, tiny_csv, tmp_p
     if not torch.cuda.is_available():
         assert problems(base + ["trainer=ddp", "trainer.accelerator=gpu"])[0].startswith(
             "trainer.accelerator='gpu': no CUDA GPU is visible here")
-
-
-def test_fsdp_wraps_each_transformer_block(tiny_model_dir):
-    from ftlab.distributed import block_wrap_policy
-    from ftlab.models import load_model
-
-    model = load_model({"pretrained_model_name_or_path": str(tiny_model_dir)}, ["a", "b"])
-    wrapped = [name for name, m in model.named_modules() if block_wrap_policy(m, recurse=False, nonwrapped_numel=0)]
-    assert wrapped == ["bert.encoder.layer.0", "bert.encoder.layer.1"]

@@ -1,13 +1,15 @@
-"""Multi-process launches under Hydra: make Lightning's DDP re-launch start ranks > 0 on this job only."""
+"""Multi-process runs: Hydra-safe rank re-launch, FSDP sharding of the model, per-job process-group cleanup."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from omegaconf import open_dict, read_write
+from torch import nn
 
 
 def spawns_processes(trainer_cfg) -> bool:
@@ -39,15 +41,64 @@ def prepare_rank_relaunch() -> None:
         run_node.dir = job_dir
 
 
-BLOCK_SUFFIXES = ("Layer", "Block")
+def is_fsdp(strategy) -> bool:
+    """Whether a Lightning strategy shards the model with FSDP (subclasses included)."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    return isinstance(strategy, FSDPStrategy)
 
 
-def block_wrap_policy(module, recurse: bool, nonwrapped_numel: int) -> bool:
-    """FSDP auto-wrap policy: one FSDP unit per transformer block (``BertLayer``, ``GPT2Block``,
-    ``LlamaDecoderLayer``, ...), so a frozen block and a trainable block never share a flat parameter."""
-    if recurse:
-        return True
-    return type(module).__name__.endswith(BLOCK_SUFFIXES) and any(True for _ in module.parameters())
+def fsdp_units(model: nn.Module) -> set[int]:
+    """Ids of the modules that get their own FSDP unit (one flat parameter each).
+
+    Each transformer block is a unit, so a frozen block never shares a flat parameter with a trainable one. Outside
+    the blocks, each largest subtree whose parameters are all frozen (the embeddings under ``partial``) is a unit too:
+    a frozen unit has no gradient, so frozen weights next to a trainable head cost no gradient memory. A subtree
+    whose parameter is also used elsewhere (input embeddings tied to the LM head) stays in the enclosing unit, as
+    FSDP requires of shared parameters.
+    """
+    from ftlab.models import block_stack
+
+    units = {id(block) for block in block_stack(model)[1]}
+    owners = Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
+
+    def frozen_and_unshared(module: nn.Module) -> bool:
+        params = list(module.parameters())
+        inside = Counter(id(p) for m in module.modules() for p in m.parameters(recurse=False))
+        return bool(params) and not any(p.requires_grad for p in params) and all(
+            inside[key] == owners[key] for key in inside)
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if id(child) in units:
+                continue
+            if not any(id(m) in units for m in child.modules()) and frozen_and_unshared(child):
+                units.add(id(child))
+            else:
+                visit(child)
+
+    visit(model)
+    return units
+
+
+def shard_model(model: nn.Module, strategy) -> nn.Module:
+    """Wrap the Hugging Face model in FSDP from ``LightningModule.configure_model``.
+
+    Lightning wraps the LightningModule itself per stage (fit, validate, test) and, finding nested FSDP units on the
+    second stage, skips the outer wrap: parameters of the outer unit (embeddings, head) would stay sharded. An FSDP
+    unit that is an attribute of the LightningModule survives between stages. The wrap policy is ``fsdp_units``
+    unless the strategy config names its own ``auto_wrap_policy``.
+    """
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.fsdp.wrap import wrap
+
+    if not is_fsdp(strategy) or isinstance(model, FullyShardedDataParallel):
+        return model
+    overrides = {}
+    if strategy.kwargs.get("auto_wrap_policy") is None:
+        units = fsdp_units(model)
+        overrides["auto_wrap_policy"] = lambda module, recurse, nonwrapped_numel: recurse or id(module) in units
+    return wrap(model, **overrides)
 
 
 @contextlib.contextmanager

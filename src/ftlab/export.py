@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 
-def export_model(module, directory: Path) -> Path:
-    """Save the (best) model and its tokenizer with ``save_pretrained``; ``pipeline()`` loads the result."""
+def export_model(module, directory: Path, state_dict: dict[str, Any] | None = None) -> Path:
+    """Save the (best) model and its tokenizer with ``save_pretrained``; ``pipeline()`` loads the result.
+
+    ``state_dict`` is the LightningModule's full state dict when the model is sharded (gathered by the strategy on
+    every rank; this runs on rank 0 only).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    module.model.save_pretrained(directory)
+    if state_dict is not None:
+        state_dict = {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
+    module.model.save_pretrained(directory, state_dict=state_dict)
     module.tokenizer.save_pretrained(directory)
     return directory
 

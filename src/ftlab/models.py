@@ -127,17 +127,19 @@ class ModelParts:
         return out
 
 
-def find_parts(model: nn.Module) -> ModelParts:
-    """Split a model's parameters into embeddings, transformer blocks and head, for any architecture.
+def param_name(name: str) -> str:
+    """A parameter or module name as in the unwrapped model (FSDP inserts ``_fsdp_wrapped_module.`` levels)."""
+    return name.replace("_fsdp_wrapped_module.", "").removesuffix("._fsdp_wrapped_module").removeprefix(
+        "_fsdp_wrapped_module")
 
-    The block stack is the ``nn.ModuleList`` holding the most parameters inside the base model.
-    Base-model parameters registered before it are embeddings; everything after it (pooler, final norm)
-    and everything outside the base model (classifier, score) is the head.
-    """
+
+def block_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The stack of transformer blocks and its name: the ``nn.ModuleList`` holding the most parameters inside the
+    base model."""
     base = getattr(model, "base_model", model)
-    prefix = next((name for name, mod in model.named_modules() if mod is base), "")
+    prefix = next((param_name(name) for name, mod in model.named_modules() if mod is base), "")
     stacks = [
-        (name, mod)
+        (param_name(name), mod)
         for name, mod in base.named_modules()
         if isinstance(mod, nn.ModuleList) and len(mod) > 0
     ]
@@ -147,12 +149,24 @@ def find_parts(model: nn.Module) -> ModelParts:
             "use a strategy that names parameters explicitly"
         )
     stack_name, stack = max(stacks, key=lambda item: sum(p.numel() for p in item[1].parameters()))
-    stack_path = f"{prefix}.{stack_name}" if prefix else stack_name
+    return (f"{prefix}.{stack_name}" if prefix else stack_name), stack
+
+
+def find_parts(model: nn.Module) -> ModelParts:
+    """Split a model's parameters into embeddings, transformer blocks and head, for any architecture.
+
+    Base-model parameters registered before the block stack (see ``block_stack``) are embeddings; everything after
+    it (pooler, final norm) and everything outside the base model (classifier, score) is the head. Names are those
+    of the unwrapped model, also when FSDP has wrapped it.
+    """
+    stack_path, stack = block_stack(model)
+    base = getattr(model, "base_model", model)
+    prefix = next((param_name(name) for name, mod in model.named_modules() if mod is base), "")
     base_path = f"{prefix}." if prefix else ""
 
     parts = ModelParts(blocks=[[] for _ in range(len(stack))])
     seen_stack = False
-    for name, _ in model.named_parameters():
+    for name in (param_name(n) for n, _ in model.named_parameters()):
         if name.startswith(stack_path + "."):
             index = int(name[len(stack_path) + 1:].split(".", 1)[0])
             parts.blocks[index].append(name)

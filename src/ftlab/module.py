@@ -13,7 +13,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ftlab.models import count_parameters, find_parts, load_model, load_tokenizer
+from ftlab.distributed import shard_model
+from ftlab.models import count_parameters, find_parts, load_model, load_tokenizer, param_name
 from ftlab.strategies import apply_strategy
 from ftlab.tasks import task_module
 
@@ -30,9 +31,9 @@ def no_decay_names(model: nn.Module) -> set[str]:
     """
     names = set()
     for module_name, module in model.named_modules():
-        for param_name, _ in module.named_parameters(recurse=False):
-            if is_norm(module) or param_name == "bias":
-                names.add(f"{module_name}.{param_name}" if module_name else param_name)
+        for name, _ in module.named_parameters(recurse=False):
+            if is_norm(module) or name == "bias":
+                names.add(param_name(f"{module_name}.{name}" if module_name else name))
     return names
 
 
@@ -57,6 +58,7 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float | None = None,
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        name = param_name(name)  # as in the unwrapped model, also under FSDP
         unit = unit_of.get(name, "all")
         kind = "no_decay" if name in no_decay else "decay"
         group = groups.setdefault((unit, kind), {
@@ -164,6 +166,20 @@ class FineTuneModule(L.LightningModule):
         if metrics is not None:
             metrics.reset()
         loss_metric.reset()
+
+    def configure_model(self) -> None:
+        if self._trainer is not None:  # load_from_checkpoint calls this hook without a Trainer
+            self.model = shard_model(self.model, self._trainer.strategy)  # a no-op unless the strategy is FSDP
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        if gradient_clip_val and isinstance(self.model, FullyShardedDataParallel) and gradient_clip_algorithm != "value":
+            # Lightning's FSDP precision plugin refuses norm clipping (Lightning issue 19235): the norm of sharded
+            # gradients needs FSDP's own all-reduce.
+            self.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         opt_cfg = dict(self.hparams.optimizer)

@@ -17,7 +17,7 @@ from ftlab.callbacks import SpeedMonitor, build_callbacks
 from ftlab.card import write_model_card
 from ftlab.config import validate_config
 from ftlab.data import FineTuneData
-from ftlab.distributed import job_scoped_distributed, prepare_rank_relaunch, spawns_processes
+from ftlab.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.export import export_model, format_metrics, write_metrics
 from ftlab.loggers import build_loggers, finish_loggers
 from ftlab.models import load_tokenizer
@@ -128,9 +128,11 @@ def _fit_and_evaluate(cfg: DictConfig, datamodule: FineTuneData, module: FineTun
             "best_checkpoint": best,
             "data/split_sizes": datamodule.split_sizes,
         }
+        # The module now holds the best weights: validate/test restored them from the checkpoint. FSDP gathers a
+        # sharded model's full state dict on every rank, into rank 0.
+        state = trainer.strategy.lightning_module_state_dict() if is_fsdp(trainer.strategy) else None
         if trainer.is_global_zero:
-            # The module now holds the best weights: validate/test restored them from the checkpoint.
-            export_model(module, out_dir / "model")
+            export_model(module, out_dir / "model", state)
             if before:
                 print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
             if cfg.get("export_onnx"):  # parity checked on real test inputs
