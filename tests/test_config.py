@@ -157,3 +157,18 @@ def test_precision_and_accelerator_must_run_here(tiny_model_dir, tiny_csv, tmp_p
     if not torch.cuda.is_available():
         assert problems(base + ["trainer=ddp", "trainer.accelerator=gpu"])[0].startswith(
             "trainer.accelerator='gpu': no CUDA GPU is visible here")
+
+
+def test_deepspeed_zero3_is_refused_and_a_missing_install_named(tiny_model_dir, tiny_csv, tmp_path, monkeypatch):
+    import importlib.util
+
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    assert problems(base + ["trainer.strategy=deepspeed_stage_3"]) == [
+        "trainer.strategy='deepspeed_stage_3': ZeRO stage 3 is not supported; valid choices: deepspeed_stage_1, "
+        "deepspeed_stage_2, or trainer=fsdp to shard the weights"]
+    found = problems(base + ["trainer.strategy={_target_: x.DeepSpeedStrategy, stage: 3}"])
+    assert len(found) == 1 and found[0].startswith("trainer.strategy=") and "ZeRO stage 3" in found[0]
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    assert problems(base + ["trainer.strategy=deepspeed_stage_2"]) == [
+        "trainer.strategy='deepspeed_stage_2': DeepSpeed is not installed: pip install -e '.[deepspeed]'"]

@@ -192,6 +192,18 @@ def _check_hardware(c: _Checker) -> None:
         on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_cuda)
         if on_cpu and precision in CUDA_ONLY_PRECISIONS:
             c.fail("trainer.precision", "float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
+    strategy = c.get("trainer.strategy")
+    spec = str(strategy).lower()
+    if "deepspeed" in spec:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            c.fail("trainer.strategy", "DeepSpeed is not installed: pip install -e '.[deepspeed]'")
+        stage = strategy.get("stage") if hasattr(strategy, "get") else None
+        if "stage_3" in spec or stage == 3:
+            # ZeRO-3 shards the weights themselves; the export gathers FSDP shards only.
+            c.fail("trainer.strategy", "ZeRO stage 3 is not supported; valid choices: deepspeed_stage_1, "
+                                       "deepspeed_stage_2, or trainer=fsdp to shard the weights")
 
 
 def _check_task_data(c: _Checker, task: str) -> None:

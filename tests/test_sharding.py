@@ -1,4 +1,4 @@
-"""FSDP: which modules become units, frozen units hold no gradient, and 2 CPU processes train exactly like DDP."""
+"""FSDP units and gradients; FSDP and DeepSpeed ZeRO-2 on 2 CPU processes train exactly like DDP."""
 
 from __future__ import annotations
 
@@ -78,39 +78,57 @@ def test_frozen_units_hold_no_gradient_and_names_survive_wrapping(tiny_model_dir
     assert trained == set(selection.trainable)
 
 
-FSDP_ON_CPU = ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.precision=32-true",
-               "trainer.strategy._target_=tests.cpu_fsdp.CPUFSDPStrategy"]
+ON_CPU = {
+    "ddp": ["trainer=ddp_cpu"],
+    "fsdp": ["trainer=fsdp", "trainer.accelerator=cpu", "trainer.precision=32-true",
+             "trainer.strategy._target_=tests.cpu_strategies.CPUFSDPStrategy"],
+    "deepspeed": ["trainer=deepspeed", "trainer.accelerator=cpu", "trainer.precision=32-true",
+                  "trainer.strategy={_target_: tests.cpu_strategies.CPUDeepSpeedStrategy, stage: 2}"],
+}
+
+
+def run_job(name: str, model_dir, csv, out_dir):
+    # Layer-wise LR decay puts each block in its own optimizer group, found by (FSDP-wrapped) parameter names;
+    # gradient_clip_val=1.0 (the default) takes FSDP's own norm clipping, DeepSpeed's its own.
+    args = ["strategy=partial", "data.test_size=0.15", "trainer.max_epochs=2", "lr=3e-3", "+optimizer.layer_decay=0.8"]
+    job = out_dir / name
+    proc = run_cli(*tiny_overrides(model_dir, csv, job), *ON_CPU[name], *args, f"hydra.run.dir={job}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (job / "train_ddp_process_1.log").exists()  # rank 1 ran
+    return job
+
+
+@pytest.fixture(scope="module")
+def ddp_job(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sharding")
+    csv = make_tiny_csv(out / "odd.csv", per_class=21)
+    return run_job("ddp", tiny_model_dir, csv, out), csv
 
 
 @pytest.mark.slow
-def test_fsdp_on_two_cpu_processes_trains_exactly_like_ddp(tiny_model_dir, tmp_path):
-    csv = make_tiny_csv(tmp_path / "odd.csv", per_class=21)
-    # Layer-wise LR decay puts each block in its own optimizer group, found by (FSDP-wrapped) parameter names;
-    # gradient_clip_val=1.0 (the default) takes FSDP's own norm clipping.
-    args = ["strategy=partial", "data.test_size=0.15", "trainer.max_epochs=2", "lr=3e-3", "+optimizer.layer_decay=0.8"]
-    jobs = {}
-    for name, trainer in [("fsdp", FSDP_ON_CPU), ("ddp", ["trainer=ddp_cpu"])]:
-        jobs[name] = job = tmp_path / name
-        proc = run_cli(*tiny_overrides(tiny_model_dir, csv, job), *trainer, *args, f"hydra.run.dir={job}")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (jobs["fsdp"] / "train_ddp_process_1.log").exists()
+@pytest.mark.parametrize("name", ["fsdp", "deepspeed"])
+def test_sharded_training_on_two_cpu_processes_equals_ddp(name, ddp_job, tiny_model_dir, tmp_path):
+    if name == "deepspeed":
+        pytest.importorskip("deepspeed", reason="the optional extra: pip install -e '.[deepspeed]'")
+    reference, csv = ddp_job
+    job = run_job(name, tiny_model_dir, csv, tmp_path)
 
-    fsdp, ddp = (json.loads((jobs[n] / "metrics.json").read_text()) for n in ("fsdp", "ddp"))
-    assert fsdp["global_step"] == ddp["global_step"] == 6
+    sharded, ddp = (json.loads((j / "metrics.json").read_text()) for j in (job, reference))
+    assert sharded["global_step"] == ddp["global_step"] == 6
     for key in ("val/loss", "test/loss", "test/acc"):
-        assert fsdp[key] == pytest.approx(ddp[key], abs=1e-5), key
-    assert fsdp["test/confusion_matrix"] == ddp["test/confusion_matrix"]
+        assert sharded[key] == pytest.approx(ddp[key], abs=1e-5), key
+    assert sharded["test/confusion_matrix"] == ddp["test/confusion_matrix"]
 
     # The exported model is whole (gathered from the shards) and equals DDP's; frozen weights are the base's.
     base = load_file(tiny_model_dir / "model.safetensors")
-    tuned, reference = (load_file(jobs[n] / "model" / "model.safetensors") for n in ("fsdp", "ddp"))
-    assert tuned.keys() == reference.keys()
+    tuned, expected = (load_file(j / "model" / "model.safetensors") for j in (job, reference))
+    assert tuned.keys() == expected.keys()
     for key, tensor in tuned.items():
         # A key bias has an exactly-zero gradient (softmax ignores a shift shared by all keys): Adam normalises
         # rounding noise there, which differs between the two reduction orders.
         if not key.endswith("attention.self.key.bias"):
-            torch.testing.assert_close(tensor, reference[key], atol=1e-5, rtol=0)
-    for name, tensor in base.items():
-        key = name if name in tuned else f"bert.{name}"
+            torch.testing.assert_close(tensor, expected[key], atol=1e-5, rtol=0)
+    for base_name, tensor in base.items():
+        key = base_name if base_name in tuned else f"bert.{base_name}"
         frozen = not key.startswith(("bert.encoder.layer.1.", "bert.pooler."))
         assert torch.equal(tuned[key], tensor) == frozen, key

@@ -1,8 +1,9 @@
-"""FSDP on CPU processes (gloo), for tests only.
+"""Lightning's FSDP and DeepSpeed strategies on CPU processes (gloo), for tests only.
 
-Lightning refuses ``FSDPStrategy`` on CPU and passes no device to FSDP there; PyTorch's FSDP runs on CPU when told
-``device_id=cpu``. Offloading a full state dict to CPU crashes when the shards already live on CPU (a segfault in
-torch 2.13), so full state dicts are gathered in place. Everything else is Lightning's FSDP code path.
+Lightning refuses both on CPU. PyTorch's FSDP runs on CPU when told ``device_id=cpu``; offloading a full state dict
+to CPU crashes when the shards already live on CPU (a segfault in torch 2.13), so full state dicts are gathered in
+place. DeepSpeed runs on its CPU accelerator once Lightning skips its CUDA checks and hands it a device index (the
+local rank). Everything else is Lightning's code path.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
 from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, OptimStateKeyType, StateDictType
 from torch.distributed.fsdp.api import FullOptimStateDictConfig
 from torch.distributed.fsdp.wrap import enable_wrap
@@ -40,3 +42,17 @@ class CPUFSDPStrategy(FSDPStrategy):
             if self.global_rank == 0:
                 state = FullyShardedDataParallel.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model)
             return state
+
+
+class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+    def setup_environment(self):
+        DDPStrategy.setup_environment(self)  # skips DeepSpeedStrategy's CUDA-only check
+
+    def setup_distributed(self):
+        reset_seed()  # as DeepSpeedStrategy does, without its check that device indices equal local ranks
+        self.set_world_ranks()
+        self._init_deepspeed_distributed()
+
+    @property
+    def root_device(self):
+        return torch.device("cpu", self.local_rank)  # DeepSpeed reads the index as this rank's device
