@@ -1,5 +1,5 @@
 """Against a real one-node SLURM cluster (tests/slurm/cluster.sh): launches through hydra/launcher=slurm and a
-requeue on SIGUSR2 (submitit's pre-timeout / preemption signal) that resumes from the job's checkpoint."""
+requeue on SIGUSR2 (submitit's pre-timeout / preemption signal) that resumes from the job's checkpoint and W&B run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from ftlab.sweeps import group_name
 from tests.helpers import tiny_overrides
+from tests.test_resume import wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -66,7 +68,7 @@ def test_sigusr2_requeues_and_resumes_from_last_checkpoint(slurm_env, tiny_model
     launch = subprocess.Popen(
         [sys.executable, "run.py", *launcher_args(sweep), "strategy=full,partial", "trainer.max_epochs=4",
          "callbacks.early_stopping=null", "+callbacks.slow._target_=tests.helpers.SlowSteps",
-         "+callbacks.slow.seconds=0.3", *job_args(tiny_model_dir, tiny_csv, tmp_path)],
+         "+callbacks.slow.seconds=0.3", *job_args(tiny_model_dir, tiny_csv, tmp_path), "logger=wandb"],
         cwd=ROOT, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         job_dir = sweep / "0"
@@ -99,3 +101,13 @@ def test_sigusr2_requeues_and_resumes_from_last_checkpoint(slurm_env, tiny_model
     assert "Caught signal SIGUSR2" in logs and "requeu" in logs.lower(), logs[-2000:]
     other = json.loads((sweep / "1" / "metrics.json").read_text())
     assert other["resumed_from"] is None and other["global_step"] == 24
+
+    # W&B: the requeued job continued the same run (id, name and group from the job directory and the sweep);
+    # only its second part carries the final test metrics. The other job is a different run of the same group.
+    first, second = (wandb_run(f) for f in sorted(job_dir.glob("wandb/offline-run-*/run-*.wandb")))
+    assert first[0].run_id == second[0].run_id
+    assert first[0].display_name == second[0].display_name == "strategy=full"
+    assert first[0].run_group == second[0].run_group == group_name(sweep)
+    assert "test/acc" not in first[1] and second[1]["test/acc"] == pytest.approx(metrics["test/acc"])
+    [(run, _)] = [wandb_run(f) for f in (sweep / "1").glob("wandb/offline-run-*/run-*.wandb")]
+    assert run.run_id != first[0].run_id and run.run_group == group_name(sweep)

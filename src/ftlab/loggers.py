@@ -81,11 +81,21 @@ def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
 
 
 def finish_loggers(loggers: list, failed: bool) -> None:
-    """Close every logger; finish the W&B run so the next job of a sweep gets its own run."""
-    for logger in loggers:
-        logger.finalize("failed" if failed else "success")
-    if "wandb" in sys.modules:
-        import wandb
+    """Close every logger; finish the W&B run so the next job of a sweep gets its own run.
 
-        if wandb.run is not None:
-            wandb.finish(exit_code=1 if failed else 0)
+    When the job is failing or being requeued (an exception is in flight), an error while closing is logged, not
+    raised: it would replace the original exception. SLURM stops a requeued job's whole step, W&B's service process
+    included, so closing the run can fail there, and submitit must still see its requeue exit.
+    """
+    try:
+        for logger in loggers:
+            logger.finalize("failed" if failed else "success")
+        if "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=1 if failed else 0)
+    except Exception as err:
+        if not failed:
+            raise
+        log.warning("could not close the loggers of a stopped job: %r", err)

@@ -12,6 +12,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from ftlab.loggers import finish_loggers
+
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -85,6 +87,10 @@ class Resumption(L.Callback):
         if callable(previous) and getattr(previous, "__module__", "").startswith("submitit"):
             # SIGUSR2: submitit requeues the job and exits; the requeued job resumes from last.ckpt.
             # SIGTERM: submitit ignores it (SLURM is ending the job); keep training until SLURM stops us.
+            if pending == signal.SIGUSR2:
+                # The requeue stops the whole job step at once, W&B's service process included: flush the run
+                # now, or an offline run loses everything it logged before the preemption.
+                finish_loggers(trainer.loggers, failed=True)
             previous(pending, None)
             self.pending = None
             self.on_fit_start(trainer, pl_module)
