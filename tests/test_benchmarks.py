@@ -19,6 +19,10 @@ pytestmark = pytest.mark.slow
                        "--only", "full", "partial k=1", "bitfit"], ["partial k=1", "bitfit", "vs floor"]),
     ("data.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
      ["dynamic", "max_length", "cached (load_from_disk)"]),
+    # The GPU script's whole measurement path, on CPU with a stated peak (no GPU in CI).
+    ("gpu_throughput.py", ["--device", "cpu", "--size", "tiny", "--peak-tflops", "1", "--steps", "2", "--warmup", "1",
+                           "--repeats", "1", "--batch-size", "2", "--max-length", "32"],
+     ["plain PyTorch loop", "ftlab (Lightning)", "MFU", "GFLOP per sample"]),
 ])
 def test_benchmark_script_runs(script, args, expect):
     proc = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, capture_output=True, text=True,
@@ -26,3 +30,13 @@ def test_benchmark_script_runs(script, args, expect):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in expect:
         assert text in proc.stdout
+
+
+def test_gpu_benchmark_says_why_it_skips_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the benchmark would run")
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "no CUDA GPU here: the GPU benchmark is skipped" in proc.stdout

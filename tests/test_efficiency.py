@@ -138,3 +138,18 @@ def test_plan_counts_and_bytes(tiny_model_dir, tiny_csv, tmp_path):
     assert plan["backward_blocks"] == 1
     # One block of activations: s*b*h*(34 + 5*a*s/h) * 2 (fp32) with s=16, b=8, h=32, a=2.
     assert plan["memory_bytes"]["activations_estimate"] == int(16 * 8 * 32 * (34 + 5 * 2 * 16 / 32) * 2)
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_training_flops_equal_pytorchs_flop_counter(attention):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from ftlab.plan import training_flops
+
+    config = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=256, num_labels=3, attn_implementation=attention)
+    model = BertForSequenceClassification(config)
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=torch.randint(0, 100, (2, 40)), labels=torch.tensor([0, 1])).loss.backward()
+    assert training_flops(model, batch_size=2, seq_len=40) == counter.get_total_flops() == 78_203_136

@@ -35,6 +35,22 @@ def activation_bytes(hidden: int, heads: int, batch: int, seq: int, blocks: int,
     return int(blocks * full)
 
 
+def training_flops(model: nn.Module, batch_size: int, seq_len: int) -> int:
+    """Matrix-multiply FLOPs of one full fine-tuning step (forward + backward) of an encoder classifier.
+
+    Each 2-D weight in the blocks costs 6 FLOPs per weight per token (2 forward, 4 backward); attention scores and
+    the weighted sum cost 12 * seq_len * hidden per token per block; the head's 2-D weights (pooler, classifier) act
+    once per sequence. Embedding lookups, norms and activations are not counted (the usual convention for MFU).
+    """
+    parts = find_parts(model)
+    params = dict(model.named_parameters())
+    block_weights = sum(params[n].numel() for block in parts.blocks for n in block if params[n].dim() == 2)
+    head_weights = sum(params[n].numel() for n in parts.head if params[n].dim() == 2)
+    hidden = model.config.hidden_size
+    per_sequence = 6 * seq_len * block_weights + 12 * len(parts.blocks) * seq_len**2 * hidden + 6 * head_weights
+    return batch_size * per_sequence
+
+
 def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_length: int,
                precision: str = "32-true", optimizer: str = "AdamW", checkpointing: bool = False) -> dict[str, Any]:
     """Parameter counts by group and the memory the selection implies (bytes), as a JSON-ready dict."""

@@ -7,6 +7,12 @@ set -euo pipefail
 cmd=${1:?start|stop}; D=$(realpath -m "${2:?cluster dir}")
 
 stop() {
+  # A failed test may leave jobs running: cancel them first, so no job step outlives the cluster.
+  if [[ -f $D/slurmctld.pid ]]; then
+    export SLURM_CONF="$D/slurm.conf"
+    scancel --full --user="$(id -un)" 2>/dev/null || true
+    wait_for 20 bash -c '[[ -z $(squeue -h 2>/dev/null) ]]' || true
+  fi
   for name in slurmd slurmctld slurmdbd mariadb munged; do
     pidfile="$D/$name.pid"; [[ -f $pidfile ]] || continue
     pid=$(cat "$pidfile"); kill "$pid" 2>/dev/null || true
