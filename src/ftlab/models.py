@@ -133,11 +133,16 @@ def param_name(name: str) -> str:
         "_fsdp_wrapped_module")
 
 
+def _base_model(model: nn.Module) -> tuple[nn.Module, str]:
+    """The base model (``BertModel`` inside ``BertForSequenceClassification``) and its name in ``model``."""
+    base = getattr(model, "base_model", model)
+    return base, next((param_name(name) for name, mod in model.named_modules() if mod is base), "")
+
+
 def block_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The stack of transformer blocks and its name: the ``nn.ModuleList`` holding the most parameters inside the
     base model."""
-    base = getattr(model, "base_model", model)
-    prefix = next((param_name(name) for name, mod in model.named_modules() if mod is base), "")
+    base, prefix = _base_model(model)
     stacks = [
         (param_name(name), mod)
         for name, mod in base.named_modules()
@@ -160,8 +165,7 @@ def find_parts(model: nn.Module) -> ModelParts:
     of the unwrapped model, also when FSDP has wrapped it.
     """
     stack_path, stack = block_stack(model)
-    base = getattr(model, "base_model", model)
-    prefix = next((param_name(name) for name, mod in model.named_modules() if mod is base), "")
+    prefix = _base_model(model)[1]
     base_path = f"{prefix}." if prefix else ""
 
     parts = ModelParts(blocks=[[] for _ in range(len(stack))])
