@@ -1,4 +1,5 @@
-"""FSDP units and gradients; FSDP and DeepSpeed ZeRO-2 on 2 CPU processes train exactly like DDP."""
+"""FSDP units and gradients; FSDP and DeepSpeed ZeRO-2 on 2 CPU processes train exactly like DDP; a SIGTERM to
+every rank of a DDP or FSDP run saves a checkpoint from which the resumed run ends as the uninterrupted one."""
 
 from __future__ import annotations
 
@@ -87,13 +88,14 @@ ON_CPU = {
 }
 
 
-def run_job(name: str, model_dir, csv, out_dir):
+def run_job(name: str, model_dir, csv, out_dir, *extra: str, returncode: int = 0):
     # Layer-wise LR decay puts each block in its own optimizer group, found by (FSDP-wrapped) parameter names;
     # gradient_clip_val=1.0 (the default) takes FSDP's own norm clipping, DeepSpeed's its own.
-    args = ["strategy=partial", "data.test_size=0.15", "trainer.max_epochs=2", "lr=3e-3", "+optimizer.layer_decay=0.8"]
+    args = ["strategy=partial", "data.test_size=0.15", "trainer.max_epochs=2", "lr=3e-3", "+optimizer.layer_decay=0.8",
+            "callbacks.early_stopping=null"]
     job = out_dir / name
-    proc = run_cli(*tiny_overrides(model_dir, csv, job), *ON_CPU[name], *args, f"hydra.run.dir={job}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(*tiny_overrides(model_dir, csv, job), *ON_CPU[name], *args, *extra, f"hydra.run.dir={job}")
+    assert proc.returncode == returncode, proc.stderr[-3000:]
     assert (job / "train_ddp_process_1.log").exists()  # rank 1 ran
     return job
 
@@ -132,3 +134,25 @@ def test_sharded_training_on_two_cpu_processes_equals_ddp(name, ddp_job, tiny_mo
         key = base_name if base_name in tuned else f"bert.{base_name}"
         frozen = not key.startswith(("bert.encoder.layer.1.", "bert.pooler."))
         assert torch.equal(tuned[key], tensor) == frozen, key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ddp", "fsdp"])
+def test_sigterm_to_every_rank_then_resume_equals_uninterrupted(name, ddp_job, tiny_model_dir, tmp_path):
+    reference, csv = ddp_job
+    # Each rank signals itself before step 4 of 6 (mid second epoch), as a scheduler signals every task; rank 0
+    # would also forward it. All ranks save last.ckpt at the same batch boundary and stop.
+    job = run_job(name, tiny_model_dir, csv, tmp_path, "+callbacks.killer._target_=tests.helpers.SignalAt",
+                  "+callbacks.killer.step=4", returncode=1)
+    assert (job / "checkpoints" / "last.ckpt").exists() and not (job / "metrics.json").exists()
+    proc = run_cli(f"resume={job}", f"hydra.run.dir={tmp_path / 'resume-invocation'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    resumed, whole = (json.loads((j / "metrics.json").read_text()) for j in (job, reference))
+    assert resumed["resumed_from"] == str(job / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == whole["global_step"] == 6
+    for key in ("val/loss", "test/loss", "test/acc"):
+        if name == "ddp":
+            assert resumed[key] == whole[key], key  # exactly
+        else:
+            assert resumed[key] == pytest.approx(whole[key], abs=1e-5), key

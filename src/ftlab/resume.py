@@ -56,8 +56,11 @@ class Resumption(L.Callback):
         self.pending = signum
 
     def on_fit_start(self, trainer, pl_module) -> None:
+        # The handlers in place before Lightning adds its own: a scheduler's, e.g. submitit's requeue on SIGUSR2.
+        self._previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def _install(self) -> None:
         for sig in SIGNALS:
-            self._previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._on_signal)
 
     def on_fit_end(self, trainer, pl_module) -> None:
@@ -69,7 +72,6 @@ class Resumption(L.Callback):
     def _restore_handlers(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         pending = self.pending
@@ -93,7 +95,7 @@ class Resumption(L.Callback):
                 finish_loggers(trainer.loggers, failed=True)
             previous(pending, None)
             self.pending = None
-            self.on_fit_start(trainer, pl_module)
+            self._install()
             return
         raise TrainingInterrupted(f"{name} at step {trainer.global_step}; resume from {self.last_path}")
 
@@ -122,6 +124,9 @@ class Resumption(L.Callback):
             self.datamodule.resume_at(state_dict["epoch"], state_dict["batches"])
 
     def on_train_start(self, trainer, pl_module) -> None:
+        # Installed after Lightning registered its SIGTERM handler, which ours replaces: Lightning's broadcasts from
+        # inside the handler and deadlocks DDP ranks that get the signal twice (from the scheduler and from rank 0).
+        self._install()
         state, self._restored = self._restored, None
         if state is None:
             return
