@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import struct
@@ -198,7 +199,6 @@ def make_tiny_llama(directory: Path, layers: int = 3, tie: bool = True, seed: in
 
 def make_tiny_text(path: Path, documents: int = 40, seed: int = 0) -> Path:
     """A jsonl of short formulaic stories (text, and the same story as prompt / response): a tiny LM learns them."""
-    import json
 
     rng = random.Random(seed)
     clauses = ["sat on a mat", "sat on a log", "ate fish", "ran quickly", "slept", "ran on a log"]
@@ -211,3 +211,13 @@ def make_tiny_text(path: Path, documents: int = 40, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
+
+
+def wandb_run(wandb_file):
+    """The run record (id, name) and the final summary of one offline W&B run file."""
+    records = read_wandb_records(wandb_file)
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+    return next(r.run for r in records if r.WhichOneof("record_type") == "run"), summary

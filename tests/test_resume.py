@@ -7,22 +7,12 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from tests.helpers import read_wandb_records, tiny_overrides
+from tests.helpers import tiny_overrides, wandb_run
 from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 
 RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true"]
-
-
-def wandb_run(wandb_file):
-    """The run record (id, name) and the final summary of one offline W&B run file."""
-    records = read_wandb_records(wandb_file)
-    summary = {}
-    for r in records:
-        if r.WhichOneof("record_type") == "summary":
-            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
-    return next(r.run for r in records if r.WhichOneof("record_type") == "run"), summary
 
 
 def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_path):

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from ftlab.sweeps import group_name
-from tests.helpers import tiny_overrides
-from tests.test_resume import wandb_run
+from tests.helpers import tiny_overrides, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
