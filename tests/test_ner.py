@@ -148,6 +148,7 @@ def test_tiny_ner_job_learns_entities_and_exports_a_pipeline(ner_model_dir, conl
     assert on_disk["test/f1"] == pytest.approx(float(metrics["test/f1"]))
     card = (tmp_path / "model" / "README.md").read_text()
     assert "pipeline_tag: token-classification" in card and "| entity type |" in card
+    assert 'pipeline("token-classification", model="<this directory>", aggregation_strategy="first")' in card
     assert f"| before/test/f1 | {metrics['before/test/f1']:.4f} |" in card
 
     tagger = pipeline("token-classification", model=str(tmp_path / "model"), aggregation_strategy="first")

@@ -43,11 +43,6 @@ def _details(metrics: dict[str, Any]) -> str:
     return ""
 
 
-USAGE = {
-    "text_classification": 'pipeline("text-classification", model="<this directory>")',
-    "token_classification": 'pipeline("token-classification", model="<this directory>", aggregation_strategy="first")',
-    "causal_lm": 'pipeline("text-generation", model="<this directory>")',
-}
 SPLITS = {"text_classification": "deduplicated, seeded stratified split",
           "token_classification": "sentences, deduplicated, seeded split",
           "causal_lm": "whole documents split (seeded) before packing; sizes in max_length blocks"}
@@ -56,6 +51,7 @@ SPLITS = {"text_classification": "deduplicated, seeded stratified split",
 def model_card(cfg: dict[str, Any], metrics: dict[str, Any], command: str) -> str:
     """Markdown card from the resolved config and the final metrics of a job."""
     task = get_task(cfg.get("task", "text_classification"))
+    usage_options = "".join(f', {key}="{value}"' for key, value in task.pipeline_kwargs)
     strategy = cfg["strategy"]
     sizes = metrics["data/split_sizes"]
     data = cfg["data"]
@@ -100,7 +96,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
 
 ```python
 from transformers import pipeline
-model = {USAGE[task.name]}
+model = pipeline("{task.pipeline_tag}", model="<this directory>"{usage_options})
 ```
 
 ## Reproduce

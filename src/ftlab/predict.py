@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from ftlab.tasks import TASKS, get_task
+
 
 def model_dir(path: str | Path) -> Path:
     """A job directory's ``model/`` or the given model directory itself."""
@@ -37,11 +39,7 @@ def model_task(path: Path) -> str:
     """The task an exported model was trained for, read from its config's architecture name."""
     config = json.loads((path / "config.json").read_text())
     arch = (config.get("architectures") or [""])[0]
-    if arch.endswith("ForTokenClassification"):
-        return "token_classification"
-    if arch.endswith("ForCausalLM"):
-        return "causal_lm"
-    return "text_classification"
+    return next((t.name for t in TASKS.values() if arch.endswith(t.architecture_suffix)), "text_classification")
 
 
 def _pipeline_outputs(path: Path, task: str, texts: list[str], batch_size: int, max_new_tokens: int,
@@ -50,11 +48,10 @@ def _pipeline_outputs(path: Path, task: str, texts: list[str], batch_size: int, 
     from tqdm.auto import tqdm
     from transformers import pipeline
 
-    if task == "token_classification":
-        pipe = pipeline("token-classification", model=str(path), aggregation_strategy="first")
-        kwargs = {}
-    else:
-        pipe = pipeline("text-generation", model=str(path))
+    spec = get_task(task)
+    pipe = pipeline(spec.pipeline_tag, model=str(path), **dict(spec.pipeline_kwargs))
+    kwargs = {}
+    if task == "causal_lm":
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "return_full_text": False}
     results = pipe((t for t in texts), batch_size=batch_size, **kwargs)
     for result in tqdm(results, total=len(texts), disable=not progress, desc="predicting", unit="text"):

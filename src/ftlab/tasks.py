@@ -20,6 +20,12 @@ class Task:
     monitors: tuple[str, ...]  # valid values of the top-level ``monitor`` key
     has_labels: bool  # label names come from the data (classes, BIO tags)
     module: str  # the ftlab module with the task's data and metric pieces
+    pipeline_kwargs: tuple[tuple[str, str], ...] = ()  # how the pipeline reads the model's outputs back
+
+    @property
+    def architecture_suffix(self) -> str:
+        """What a saved model's architecture name ends with, e.g. ``ForTokenClassification``."""
+        return self.auto_class.removeprefix("AutoModel")
 
 
 TASKS = {
@@ -29,7 +35,9 @@ TASKS = {
              ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss"), has_labels=True,
              module="ftlab.classification"),
         Task("token_classification", "AutoModelForTokenClassification", "token-classification",
-             ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss"), has_labels=True, module="ftlab.ner"),
+             ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss"), has_labels=True, module="ftlab.ner",
+             # Labels sit on each word's first sub-token (ner.align_labels), so entities are read the same way.
+             pipeline_kwargs=(("aggregation_strategy", "first"),)),
         Task("causal_lm", "AutoModelForCausalLM", "text-generation", ("val/loss", "val/ppl"), has_labels=False,
              module="ftlab.lm"),
     )
