@@ -62,6 +62,22 @@ def test_prepared_data_is_cached_and_reused(datamodule, monkeypatch):
     assert longer.cache_path != datamodule.cache_path  # a different max_length is a different preparation
 
 
+def test_a_cache_is_published_whole_or_not_at_all(tmp_path):
+    from ftlab.caching import building
+
+    target = tmp_path / "cache" / "key"
+    with pytest.raises(RuntimeError), building(target) as tmp:
+        (tmp / "part").write_text("half")
+        raise RuntimeError("build failed")
+    assert list((tmp_path / "cache").iterdir()) == []  # neither the target nor a temporary directory
+
+    with building(target) as tmp:
+        (tmp / "data").write_text("first")
+    with building(target) as tmp:  # a concurrent job with the same key finished second: its copy is dropped
+        (tmp / "data").write_text("second")
+    assert (target / "data").read_text() == "first" and list((tmp_path / "cache").iterdir()) == [target]
+
+
 def test_batches_are_padded_to_their_longest_example(datamodule):
     datamodule.prepare_data()
     datamodule.setup()

@@ -158,10 +158,10 @@ def _label_count(c: _Checker) -> int | None:
     if source == "folder":
         labels = [p for p in Path(path).iterdir() if p.is_dir() and any(p.iterdir())]
         return len(labels)
-    from ftlab.data import TABULAR_SUFFIXES, read_table
+    from ftlab.data import SPLIT_PATHS, TABULAR_SUFFIXES, read_table
 
     classes: set = set()
-    for key in ("data.path", "data.val_path", "data.test_path"):
+    for key in (f"data.{name}" for _, name in SPLIT_PATHS):
         value = c.get(key)
         if value is None:
             continue
@@ -209,7 +209,7 @@ def _check_hardware(c: _Checker) -> None:
 def _check_task_data(c: _Checker, task: str) -> None:
     """Token classification and causal LM: the files exist and hold the configured columns."""
     from ftlab import lm
-    from ftlab.data import TABULAR_SUFFIXES, read_table
+    from ftlab.data import SPLIT_PATHS, TABULAR_SUFFIXES, read_table
 
     if task == "causal_lm":
         if c.get("data.format") is not None:
@@ -218,7 +218,7 @@ def _check_task_data(c: _Checker, task: str) -> None:
             "data.text_column",)
     else:
         columns = ("data.tokens_column", "data.tags_column")
-    for key in ("data.path", "data.val_path", "data.test_path"):
+    for key in (f"data.{name}" for _, name in SPLIT_PATHS):
         value = c.get(key)
         if value is None:
             if key == "data.path":

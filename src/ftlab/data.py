@@ -9,8 +9,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
+from ftlab.caching import building
 from ftlab.samplers import ExactDistributedSampler, ResumableSampler
 from ftlab.tasks import task_module
 
@@ -101,7 +100,7 @@ class FineTuneData(L.LightningDataModule):
     def cache_key(self) -> str:
         """Hash of everything that determines the prepared data."""
         ident = {k: v for k, v in self.cfg.items() if k not in ("num_workers", "cache_dir")}
-        for key in ("path", "val_path", "test_path"):
+        for _, key in SPLIT_PATHS:
             if self.cfg.get(key) and self.cfg["source"] != "hub":
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
         tok_dir = Path(self.tokenizer.name_or_path)
@@ -119,14 +118,9 @@ class FineTuneData(L.LightningDataModule):
             log.info("data: reusing cache %s", self.cache_path)
             return
         dsd, names = task_module(self.task).prepare(self.cfg, self.tokenizer, self.max_length, self.seed)
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=self.cache_path.parent, prefix=".tmp-")
-        dsd.save_to_disk(tmp)
-        Path(tmp, "labels.json").write_text(json.dumps(names))
-        try:
-            os.rename(tmp, self.cache_path)  # atomic: concurrent jobs never see half a cache
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process won the race with identical content
+        with building(self.cache_path) as tmp:
+            dsd.save_to_disk(str(tmp))
+            (tmp / "labels.json").write_text(json.dumps(names))
         log.info("data: prepared %s", {s: len(d) for s, d in dsd.items()})
 
     def resume_at(self, epoch: int, batches_done: int) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import torch
 from torch import nn
 
 from ftlab.assets import resolve_path
+from ftlab.caching import building
 from ftlab.tasks import auto_model_class, get_task
 
 log = logging.getLogger(__name__)
@@ -52,14 +51,9 @@ def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=target.parent, prefix=".tmp-")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.rename(tmp, target)  # atomic: concurrent jobs never load half a checkpoint
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with building(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return str(target)
 
 
