@@ -49,27 +49,69 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def fresh_module(labels, strategy=None):
-    """ftlab's LightningModule on the default checkpoint, same seed every time: every contender starts equal."""
+def fresh_module(labels, strategy=None, model=DEFAULT_MODEL):
+    """ftlab's LightningModule (the default checkpoint unless told), same seed every time: every contender starts
+    equal."""
     import torch
 
     from ftlab.module import FineTuneModule
 
     torch.manual_seed(0)
-    return FineTuneModule(model=DEFAULT_MODEL, strategy=strategy or {"name": "full"}, label_names=labels,
+    return FineTuneModule(model=model, strategy=strategy or {"name": "full"}, label_names=labels,
                           optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01},
                           scheduler={"name": "none"})
 
 
-def plain_steps(model, optimizer, batches) -> list[float]:
-    """A minimal hand-written loop; returns the start time and each step's end time."""
+def clock(device: str = "cpu") -> float:
+    """Now, after the device has finished its queued work (GPU kernels run asynchronously)."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def plain_steps(model, optimizer, batches, device: str = "cpu", autocast_dtype=None) -> list[float]:
+    """A minimal hand-written loop; returns the start time and each step's end time.
+
+    On a GPU each batch is copied to it inside the step, as a training loop must; ``autocast_dtype`` (e.g.
+    ``torch.bfloat16``) runs the forward pass under autocast, the plain-PyTorch form of bf16-mixed.
+    """
+    import torch
+
     model.train()
-    times = [time.perf_counter()]
+    times = [clock(device)]
     for batch in batches:
-        model(**batch).loss.backward()
+        if device != "cpu":
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = model(**batch).loss
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter())
+        times.append(clock(device))
+    return times
+
+
+def lightning_steps(module, batches, device: str = "cpu", precision: str = "32-true") -> list[float]:
+    """ftlab's module through ``lightning.Trainer`` with ftlab's defaults as a user runs them (progress bar, step
+    logging every 10 steps to no logger); returns the start time and each step's end time."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    times: list[float] = []
+
+    class Clock(L.Callback):
+        def on_train_start(self, trainer, pl_module):
+            times.append(clock(device))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            times.append(clock(device))
+
+    trainer = L.Trainer(max_steps=len(batches), accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+                        precision=precision, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, log_every_n_steps=10, callbacks=[Clock()], limit_val_batches=0)
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
     return times
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from common import DEFAULT_MODEL, benchmark_parser, median, real_batches, table, throughput
+from common import (DEFAULT_MODEL, benchmark_parser, fresh_module, lightning_steps, median, plain_steps,
+                    real_batches, table, throughput)
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, matched against torch.cuda.get_device_name().
 PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
@@ -45,55 +45,14 @@ def make_checkpoint(directory: Path, size: str, labels: list[str]) -> dict:
     return {"pretrained_model_name_or_path": str(directory)}
 
 
-def fresh(model_cfg: dict, labels: list[str]):
-    from ftlab.module import FineTuneModule
-
-    torch.manual_seed(0)
-    return FineTuneModule(model=model_cfg, strategy={"name": "full"}, label_names=labels,
-                          optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01},
-                          scheduler={"name": "none"})
-
-
-def sync(device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
-
-
 def run_plain(model_cfg, labels, batches, device) -> list[float]:
-    module = fresh(model_cfg, labels)
-    model = module.model.to(device).train()
-    optimizer = module.configure_optimizers()
-    times = [sync(device)]
-    for batch in batches:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with torch.autocast(device, dtype=torch.bfloat16):
-            loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(sync(device))
-    return times
+    module = fresh_module(labels, model=model_cfg)
+    model = module.model.to(device)
+    return plain_steps(model, module.configure_optimizers(), batches, device, autocast_dtype=torch.bfloat16)
 
 
 def run_ftlab(model_cfg, labels, batches, device) -> list[float]:
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    times: list[float] = []
-
-    class Clock(L.Callback):
-        def on_train_start(self, trainer, pl_module):
-            times.append(sync(device))
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            times.append(sync(device))
-
-    trainer = L.Trainer(max_steps=len(batches), accelerator="gpu" if device == "cuda" else "cpu", devices=1,
-                        precision="bf16-mixed", logger=False, enable_checkpointing=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, log_every_n_steps=10, callbacks=[Clock()], limit_val_batches=0)
-    trainer.fit(fresh(model_cfg, labels), train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
-    return times
+    return lightning_steps(fresh_module(labels, model=model_cfg), batches, device, precision="bf16-mixed")
 
 
 def main(argv=None) -> None:
@@ -111,7 +70,7 @@ def main(argv=None) -> None:
         model_cfg = make_checkpoint(Path(tmp), args.size, labels)
         from ftlab.plan import training_flops
 
-        flops_per_sample = training_flops(fresh(model_cfg, labels).model, 1, args.max_length)
+        flops_per_sample = training_flops(fresh_module(labels, model=model_cfg).model, 1, args.max_length)
         contenders = {"plain PyTorch loop": run_plain, "ftlab (Lightning)": run_ftlab}
         results: dict[str, list[float]] = {name: [] for name in contenders}
         memory: dict[str, int] = {}

@@ -12,7 +12,9 @@ import tempfile
 import time
 
 import torch
-from common import benchmark_parser, fresh_module, median, plain_steps, real_batches, table, throughput
+from common import (benchmark_parser, fresh_module, lightning_steps, median, plain_steps, real_batches, table,
+                    throughput)
+
 
 def run_plain(batches, labels) -> list[float]:
     module = fresh_module(labels)
@@ -20,25 +22,7 @@ def run_plain(batches, labels) -> list[float]:
 
 
 def run_ftlab(batches, labels) -> list[float]:
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    times: list[float] = []
-
-    class Clock(L.Callback):
-        def on_train_start(self, trainer, pl_module):
-            times.append(time.perf_counter())
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            times.append(time.perf_counter())
-
-    module = fresh_module(labels)
-    # ftlab's defaults as a user runs them: progress bar, step logging every 10 steps (to no logger here).
-    trainer = L.Trainer(max_steps=len(batches), accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        log_every_n_steps=10, callbacks=[Clock()], limit_val_batches=0)
-    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
-    return times
+    return lightning_steps(fresh_module(labels), batches)
 
 
 def run_hf(batches, labels) -> list[float]:
