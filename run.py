@@ -10,9 +10,11 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float | None:
     # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
     from ftlab.config import ConfigError
-    from ftlab.resume import TrainingInterrupted
+    from ftlab.runtime.console import route_library_output
+    from ftlab.runtime.resume import TrainingInterrupted
     from ftlab.train import train
 
+    route_library_output()
     try:
         metrics = train(cfg)
     except ConfigError as err:

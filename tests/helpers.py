@@ -221,3 +221,26 @@ def wandb_run(wandb_file):
         if r.WhichOneof("record_type") == "summary":
             summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
     return next(r.run for r in records if r.WhichOneof("record_type") == "run"), summary
+
+
+def make_tiny_ner_roberta(directory: Path, seed: int = 0) -> Path:
+    """A tiny RoBERTa with a byte-level BPE tokenizer (GPT-2 style: a word's leading space is part of its token)
+    trained on the NER words, with a vocabulary small enough that some words split into several sub-tokens."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for ws in NER_WORDS.values() for w in ws} | set(NER_FILLER) | {"new", "york"})
+    bpe = ByteLevelBPETokenizer()
+    # " new york" repeated makes whole-word merges for the common words; rarer words stay in pieces.
+    bpe.train_from_iterator([" " + " ".join(words)] * 3 + [" new york london paris"] * 20, vocab_size=340,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
+    RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                         unk_token="<unk>", mask_token="<mask>", model_max_length=64).save_pretrained(directory)
+    torch.manual_seed(seed)
+    config = RobertaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=37, max_position_embeddings=66, initializer_range=0.2, pad_token_id=1,
+                           bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    RobertaModel(config).save_pretrained(directory)
+    return directory

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from ftlab.sweeps import group_name
+from ftlab.sweeps.identity import group_name
 from tests.helpers import read_wandb_records, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]

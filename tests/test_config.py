@@ -129,9 +129,9 @@ def test_strategy_errors_found_before_loading_weights(tiny_model_dir, tiny_csv, 
         "strategy.train: 'classifer' matches no parameter; closest names: classifier.bias, classifier.weight",
     ]
     found = problems(base + ["strategy=gradual_unfreezing", "strategy.unit=batch", "strategy.every=0",
-                             "++optimizer.layer_decay=1.5"])
+                             "layer_decay=1.5"])
     assert [p.split(":")[0] for p in found] == ["strategy.every=0", "strategy.unit='batch'",
-                                               "optimizer.layer_decay=1.5"]
+                                               "layer_decay=1.5"]
     found = problems(base + ["strategy=partial", "strategy.trainable_layers=0", "strategy.train_head=false"])
     assert len(found) == 1 and "selects no parameter to train" in found[0]
 
@@ -139,7 +139,7 @@ def test_strategy_errors_found_before_loading_weights(tiny_model_dir, tiny_csv, 
 @pytest.mark.parametrize("overrides", [["strategy=partial", "strategy.trainable_layers=-2"],
                                        ["strategy=bitfit"], ["strategy=gradual_unfreezing"],
                                        ["strategy=pattern", "strategy.freeze=[embeddings]"],
-                                       ["optimizer.layer_decay=0.8"]])
+                                       ["layer_decay=0.8"]])
 def test_valid_strategy_configs_pass(tiny_model_dir, tiny_csv, tmp_path, overrides):
     validate_config(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path) + overrides))
 
@@ -172,3 +172,27 @@ def test_deepspeed_zero3_is_refused_and_a_missing_install_named(tiny_model_dir, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
     assert problems(base + ["trainer.strategy=deepspeed_stage_2"]) == [
         "trainer.strategy='deepspeed_stage_2': DeepSpeed is not installed: pip install -e '.[deepspeed]'"]
+
+
+def test_optimizer_keys_are_its_constructor_arguments(tiny_model_dir, tiny_csv, tmp_path):
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    [found] = problems(base + ["++optimizer.layer_decay=0.8"])
+    assert found.startswith("optimizer.layer_decay=0.8: not an argument of torch.optim.AdamW; valid: lr, betas")
+    assert found.endswith("layer-wise LR decay is the top-level layer_decay")
+    assert problems(base + ["optimizer.lr=0"]) == ["optimizer.lr=0: must be a positive float"]
+
+
+@pytest.mark.slow
+def test_validating_a_gguf_checkpoint_does_not_dequantise_it(tmp_path, monkeypatch):
+    """Validation reads the architecture from the GGUF metadata; dequantising (seconds to minutes) waits for training."""
+    from ftlab import models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("validation dequantised the GGUF checkpoint")
+
+    monkeypatch.setenv("FTLAB_CACHE", str(tmp_path))  # no dequantised copy cached
+    monkeypatch.setattr(models, "dequantized_gguf", refuse)
+    validate_config(compose(["experiment=lm_bbc", "output_dir=/tmp/unused"]))
+    assert problems(["experiment=lm_bbc", "output_dir=/tmp/unused", "strategy=partial",
+                     "strategy.trainable_layers=31"]) == [
+        "strategy.trainable_layers=31: the model has only 30 layers; valid: -30..30 (negative: bottom |k|)"]

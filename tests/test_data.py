@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from ftlab import classification
-from ftlab.classification import clean_and_split
+from ftlab.tasks import classification
+from ftlab.tasks.classification import clean_and_split
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 

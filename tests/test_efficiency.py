@@ -16,12 +16,12 @@ from tests.helpers import compose, tiny_overrides
 LABELS = ["food", "sport", "tech"]
 
 
-def make(model_dir, strategy, optimizer=None, scheduler=None, **model_kw):
+def make(model_dir, strategy, optimizer=None, scheduler=None, layer_decay=None, **model_kw):
     torch.manual_seed(0)
     return FineTuneModule(model={"pretrained_model_name_or_path": str(model_dir), **model_kw}, strategy=strategy,
                           optimizer={"_target_": "torch.optim.AdamW", "lr": 1e-2, "weight_decay": 0.01,
                                      **(optimizer or {})},
-                          scheduler=scheduler or {"name": "none"}, label_names=LABELS)
+                          scheduler=scheduler or {"name": "none"}, label_names=LABELS, layer_decay=layer_decay)
 
 
 def batch_of(module):
@@ -87,7 +87,7 @@ def test_gradient_checkpointing_with_frozen_bottom_gives_the_same_gradients(tiny
 
 
 def test_layer_wise_lr_decay(tiny_model_dir):
-    module = make(tiny_model_dir, {"name": "full"}, optimizer={"layer_decay": 0.5})
+    module = make(tiny_model_dir, {"name": "full"}, layer_decay=0.5)
     optimizer = module.configure_optimizers()
     lr_of = {(g["unit"], g["group"]): g["lr"] for g in optimizer.param_groups}
     assert lr_of[("head", "decay")] == lr_of[("head", "no_decay")] == 1e-2

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ftlab import lm
+from ftlab.tasks import lm
 from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.strategies import apply_strategy
@@ -166,7 +166,7 @@ def lm_overrides(model_dir, data_path, out_dir, *extra):
 def test_tiny_lm_job_lowers_perplexity_and_exports_a_generator(llama_dir, text_jsonl, tmp_path):
     from transformers import pipeline
 
-    from ftlab.predict import predict
+    from ftlab.deploy.predict import predict
 
     metrics = train(compose(lm_overrides(llama_dir, text_jsonl, tmp_path, "strategy=partial",
                                          "strategy.trainable_layers=2")))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftlab.module import FineTuneModule, param_groups
+from ftlab.module import FineTuneModule
+from ftlab.optimization import param_groups
 
 OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 0.01}
 

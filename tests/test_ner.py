@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from ftlab import ner
+from ftlab.tasks import ner
 from ftlab.train import train
-from tests.helpers import compose, make_tiny_conll, make_tiny_ner_bert
+from tests.helpers import compose, make_tiny_conll, make_tiny_ner_bert, make_tiny_ner_roberta
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
@@ -18,6 +18,11 @@ TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 @pytest.fixture(scope="module")
 def ner_model_dir(tmp_path_factory):
     return make_tiny_ner_bert(tmp_path_factory.mktemp("tiny-ner-bert"))
+
+
+@pytest.fixture(scope="module")
+def ner_roberta_dir(tmp_path_factory):
+    return make_tiny_ner_roberta(tmp_path_factory.mktemp("tiny-ner-roberta"))
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,20 @@ def test_labels_align_to_the_first_sub_token_only(ner_model_dir):
     assert enc["labels"][0] == [-100, 3, -100, 0, 1, -100, 1, 2, -100]
 
 
+def test_byte_level_bpe_words_keep_their_leading_space_and_align_like_bert(ner_roberta_dir):
+    """RoBERTa / GPT-2 tokenizers encode a word after a space differently; pre-split words get that space too."""
+    from ftlab.models import load_tokenizer
+
+    tokenizer = load_tokenizer({"pretrained_model_name_or_path": str(ner_roberta_dir)}, "token_classification")
+    label2id = {t: i for i, t in enumerate(TAGS)}
+    enc = ner.tokenize_and_align(tokenizer, [["johns", "visited", "new", "york"]], [["B-PER", "O", "B-LOC", "I-LOC"]],
+                                 label2id, max_length=32)
+    # Every word starts with its space-marked token, as inside running text ("Ġjohn"), not a bare "john".
+    assert tokenizer.convert_ids_to_tokens(enc["input_ids"][0]) == [
+        "<s>", "Ġjohn", "s", "Ġvisited", "Ġnew", "Ġyork", "</s>"]
+    assert enc["labels"][0] == [-100, 3, -100, 0, 1, 2, -100]
+
+
 @pytest.mark.parametrize("tags,expected", [
     (["B-PER", "I-PER", "O", "B-LOC"], {("PER", 0, 2), ("LOC", 3, 4)}),
     (["O", "I-PER", "I-PER", "O"], {("PER", 1, 3)}),  # I- after O starts an entity
@@ -94,7 +113,7 @@ def test_metrics_equal_hand_computed_values():
     target[0, 4] = -100
     preds = torch.tensor([[ids[t] for t in s] for s in pred])
     preds[0, 4] = ids["B-PER"]
-    metrics = ner.metrics(TAGS, "test")
+    metrics = ner.TokenClassification().metrics(TAGS, "test")
     metrics.update(preds[:1], target[:1])  # two batches: counts accumulate
     metrics.update(preds[1:], target[1:])
     values = {k: float(v) for k, v in metrics.compute().items()}
@@ -136,7 +155,7 @@ def ner_overrides(model_dir, conll_path, out_dir, *extra):
 def test_tiny_ner_job_learns_entities_and_exports_a_pipeline(ner_model_dir, conll, tmp_path):
     from transformers import pipeline
 
-    from ftlab.predict import predict
+    from ftlab.deploy.predict import predict
 
     metrics = train(compose(ner_overrides(ner_model_dir, conll, tmp_path)))
     assert metrics["task"] == "token_classification"
@@ -156,6 +175,15 @@ def test_tiny_ner_job_learns_entities_and_exports_a_pipeline(ner_model_dir, conl
     assert {word for _, word in found} == {"john", "new york"} and ("LOC", "new york") in found
     [pred] = list(predict(tmp_path, ["john visited new york"], progress=False))
     assert {(e["type"], e["text"]) for e in pred["entities"]} == found
+
+
+def test_tiny_ner_job_on_roberta(ner_roberta_dir, conll, tmp_path):
+    from ftlab.deploy.predict import predict
+
+    metrics = train(compose(ner_overrides(ner_roberta_dir, conll, tmp_path)))
+    assert metrics["before/test/f1"] < 0.2 < 0.9 < metrics["test/f1"]
+    [pred] = list(predict(tmp_path, ["john visited new york"], progress=False))
+    assert {(e["type"], e["text"].strip()) for e in pred["entities"]} == {("PER", "john"), ("LOC", "new york")}
 
 
 def test_json_tokens_and_tags_files(tmp_path):

@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from ftlab.report import main as report_main
+from ftlab.sweeps.report import main as report_main
 from tests.helpers import tiny_overrides
 from tests.test_cli import run_cli
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftlab.distributed import fsdp_units, shard_model
+from ftlab.runtime.distributed import fsdp_units, shard_model
 from ftlab.models import load_model, param_name
 from ftlab.strategies import apply_strategy
 from tests.helpers import make_tiny_csv, make_tiny_llama, tiny_overrides
@@ -91,7 +91,7 @@ ON_CPU = {
 def run_job(name: str, model_dir, csv, out_dir, *extra: str, returncode: int = 0):
     # Layer-wise LR decay puts each block in its own optimizer group, found by (FSDP-wrapped) parameter names;
     # gradient_clip_val=1.0 (the default) takes FSDP's own norm clipping, DeepSpeed's its own.
-    args = ["strategy=partial", "data.test_size=0.15", "trainer.max_epochs=2", "lr=3e-3", "+optimizer.layer_decay=0.8",
+    args = ["strategy=partial", "data.test_size=0.15", "trainer.max_epochs=2", "lr=3e-3", "layer_decay=0.8",
             "callbacks.early_stopping=null"]
     job = out_dir / name
     proc = run_cli(*tiny_overrides(model_dir, csv, job), *ON_CPU[name], *args, *extra, f"hydra.run.dir={job}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ftlab.sweeps import group_name
+from ftlab.sweeps.identity import group_name
 from tests.helpers import tiny_overrides, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]

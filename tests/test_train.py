@@ -104,3 +104,22 @@ def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_p
     records = read_wandb_records(wandb_run_file(tmp_path))
     exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert len(exits) == 1 and exits[0].exit_code == 1
+
+
+def test_optimizer_lr_set_directly_is_what_trains_and_what_is_reported(tiny_model_dir, tiny_csv, tmp_path):
+    """`optimizer.lr=1e-3` (the top-level lr left at its default) trains at 1e-3, and every record says 1e-3."""
+    cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "logger=wandb",
+                                 "scheduler=constant", "optimizer.lr=1e-3"))
+    assert cfg.lr != 1e-3
+    metrics = train(cfg)
+    records = read_wandb_records(wandb_run_file(tmp_path))
+    trained = [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "history"
+               for item in r.history.item if (item.key or "/".join(item.nested_key)) == "lr-AdamW/decay"]
+    assert trained and all(value == pytest.approx(1e-3) for value in trained)
+    config = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "config":
+            config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+    assert config["lr"] == config["optimizer"]["lr"] == 1e-3
+    assert metrics["lr"] == json.loads((tmp_path / "metrics.json").read_text())["lr"] == 1e-3
+    assert "- **Hyperparameters:** lr 0.001," in (tmp_path / "model" / "README.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ftlab.module import FineTuneModule
-from ftlab.predict import main as predict_main
+from ftlab.deploy.predict import main as predict_main
 from ftlab.train import train
 from tests.helpers import compose, tiny_overrides
 

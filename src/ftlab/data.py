@@ -1,6 +1,6 @@
 """The data module of every task: prepare once (cached on disk), then serve resumable, dynamically padded batches.
 
-What is task-specific (reading, splitting, tokenising, collating) lives in ``classification``, ``ner`` and ``lm``.
+What is task-specific (reading, splitting, tokenising, collating) is asked of the job's ``Task`` (``ftlab.tasks``).
 """
 
 from __future__ import annotations
@@ -13,63 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
 from ftlab.caching import building
 from ftlab.samplers import ExactDistributedSampler, ResumableSampler
-from ftlab.tasks import task_module
+from ftlab.tasks import get_task
+from ftlab.tasks.readers import SPLIT_PATHS, SPLITS
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # bump when the prepared layout changes
-SPLITS = ("train", "validation", "test")
-TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-SPLIT_PATHS = (("train", "path"), ("validation", "val_path"), ("test", "test_path"))  # data config key per split
-IGNORE_INDEX = -100  # label of positions the loss and the metrics skip (padding, prompts, non-first sub-tokens)
-
-
-def read_table(path: str):
-    """Read a csv / json / jsonl / parquet file into a pandas DataFrame."""
-    import pandas as pd
-
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".json", ".jsonl"):
-        with open(path, encoding="utf-8") as f:
-            first = f.read(1).strip()
-        lines = suffix == ".jsonl" or first != "["
-        return pd.read_json(path, lines=lines)
-    raise ValueError(f"unsupported data file {path!r}; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
-
-
-def sample_limit(cfg: dict[str, Any], split: str) -> int | None:
-    """``max_train_samples`` for the training split, ``max_eval_samples`` for validation and test (None: all)."""
-    return cfg.get("max_train_samples" if split == "train" else "max_eval_samples")
-
-
-def split_items(raw: dict[str, list], key, val_size: float, test_size: float, seed: int) -> dict[str, list]:
-    """Deduplicate the training items by ``key(item)`` (also against given validation / test items, and dropping
-    blank ones), then split off the validation and test parts the source does not provide (seeded, at least one
-    item each)."""
-    seen = {key(item) for split in ("validation", "test") for item in raw.get(split, [])}
-    items = []
-    for item in raw["train"]:
-        k = key(item)
-        if k.strip() and k not in seen:
-            seen.add(k)
-            items.append(item)
-    order = np.random.default_rng(seed).permutation(len(items)).tolist()
-    n_test, n_val = (0 if split in raw else max(1, int(round(size * len(items))))
-                     for split, size in (("test", test_size), ("validation", val_size)))
-    parts = {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    return {split: raw[split] if split != "train" and split in raw else [items[i] for i in idx]
-            for split, idx in parts.items()}
 
 
 def fingerprint_path(path: str) -> list:
@@ -91,7 +46,7 @@ class FineTuneData(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.seed = seed
-        self.task = task
+        self.task = get_task(task)
         self.datasets = None
         self.label_names: list[str] = []
         self.train_sampler: ResumableSampler | None = None
@@ -105,7 +60,7 @@ class FineTuneData(L.LightningDataModule):
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
         tok_dir = Path(self.tokenizer.name_or_path)
         ident["tokenizer"] = fingerprint_path(str(tok_dir)) if tok_dir.is_dir() else self.tokenizer.name_or_path
-        ident.update(max_length=self.max_length, seed=self.seed, task=self.task, cache_format=CACHE_FORMAT)
+        ident.update(max_length=self.max_length, seed=self.seed, task=self.task.name, cache_format=CACHE_FORMAT)
         return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
@@ -114,10 +69,12 @@ class FineTuneData(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Build and cache the tokenised splits unless an identical preparation is cached already."""
+        if self.datasets is not None:
+            return  # Lightning calls this again at every fit / validate / test
         if self.cache_path.exists():
             log.info("data: reusing cache %s", self.cache_path)
             return
-        dsd, names = task_module(self.task).prepare(self.cfg, self.tokenizer, self.max_length, self.seed)
+        dsd, names = self.task.prepare(self.cfg, self.tokenizer, self.max_length, self.seed)
         with building(self.cache_path) as tmp:
             dsd.save_to_disk(str(tmp))
             (tmp / "labels.json").write_text(json.dumps(names))
@@ -160,7 +117,7 @@ class FineTuneData(L.LightningDataModule):
             sampler=sampler,
             # Its own generator: iterating a loader must not consume the global RNG (dropout), for exact resumption.
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=task_module(self.task).collator(self.tokenizer),  # pads to the batch's longest
+            collate_fn=self.task.collator(self.tokenizer),  # pads to the batch's longest
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -14,7 +14,7 @@ from torch import nn
 
 from ftlab.assets import resolve_path
 from ftlab.caching import building
-from ftlab.tasks import auto_model_class, get_task
+from ftlab.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,18 @@ def checkpoint_dir(model_cfg: dict[str, Any]) -> str:
     path = resolve_path(model_cfg["pretrained_model_name_or_path"])
     if not model_cfg.get("gguf_file"):
         return path
-    cache = model_cfg.get("cache_dir") or os.environ.get("FTLAB_CACHE", "~/.cache/ftlab")
-    return dequantized_gguf(path, model_cfg["gguf_file"], os.path.expanduser(cache))
+    return dequantized_gguf(path, model_cfg["gguf_file"], _cache_dir(model_cfg))
+
+
+def _cache_dir(model_cfg: dict[str, Any]) -> str:
+    return os.path.expanduser(model_cfg.get("cache_dir") or os.environ.get("FTLAB_CACHE", "~/.cache/ftlab"))
+
+
+def _dequantized_path(source: Path, cache_dir: str) -> Path:
+    """Where the fp32 copy of a GGUF file lives, keyed by the file's path, size and mtime."""
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / "models" / f"{source.stem}-{key}"
 
 
 def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
@@ -37,9 +47,7 @@ def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
     source = Path(directory) / gguf_file
     if not source.is_file():
         raise FileNotFoundError(f"no GGUF file {source}")
-    stat = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    target = Path(cache_dir) / "models" / f"{source.stem}-{key}"
+    target = _dequantized_path(source, cache_dir)
     if (target / "config.json").exists():
         return str(target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -57,12 +65,13 @@ def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
     return str(target)
 
 
-def load_tokenizer(model_cfg: dict[str, Any]):
+def load_tokenizer(model_cfg: dict[str, Any], task: str = "text_classification"):
     """Load the fast tokenizer of a checkpoint, giving it a pad token when it has none (GPT-2, LLaMA)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir(model_cfg), revision=model_cfg.get("revision"),
-                                              use_fast=True)
+                                              use_fast=True, trust_remote_code=False,
+                                              **get_task(task).tokenizer_kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
@@ -75,10 +84,11 @@ def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: 
     Remote code is never executed: only architectures that ship with ``transformers`` load.
     """
     labels = {}
-    if get_task(task).has_labels:
+    spec = get_task(task)
+    if spec.has_labels:
         labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
                   "label2id": {name: i for i, name in enumerate(label_names)}}
-    model = auto_model_class(task).from_pretrained(
+    model = spec.model_class().from_pretrained(
         checkpoint_dir(model_cfg), revision=model_cfg.get("revision"), trust_remote_code=False,
         dtype=torch.float32, **labels)
     if pad_token_id is not None and model.config.pad_token_id is None:
@@ -92,13 +102,22 @@ def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: 
 
 
 def meta_model(model_cfg: dict[str, Any], num_labels: int = 2, task: str = "text_classification") -> nn.Module:
-    """The model's architecture on the meta device: parameter names and shapes without loading weights."""
+    """The model's architecture on the meta device: parameter names and shapes without loading weights.
+
+    A GGUF checkpoint is not dequantised for this: its config comes from the GGUF metadata (or the cached copy).
+    """
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(checkpoint_dir(model_cfg), revision=model_cfg.get("revision"),
-                                        trust_remote_code=False, num_labels=num_labels)
+    path = resolve_path(model_cfg["pretrained_model_name_or_path"])
+    kwargs: dict[str, Any] = {}
+    gguf = model_cfg.get("gguf_file")
+    if gguf:
+        cached = _dequantized_path(Path(path, gguf), _cache_dir(model_cfg))
+        path, kwargs = (str(cached), {}) if (cached / "config.json").exists() else (path, {"gguf_file": gguf})
+    config = AutoConfig.from_pretrained(path, revision=model_cfg.get("revision"), trust_remote_code=False,
+                                        num_labels=num_labels, **kwargs)
     with torch.device("meta"):
-        return auto_model_class(task).from_config(config, trust_remote_code=False)
+        return get_task(task).model_class().from_config(config, trust_remote_code=False)
 
 
 class ArchitectureError(ValueError):

@@ -13,18 +13,19 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.callbacks import SpeedMonitor, build_callbacks
-from ftlab.card import write_model_card
 from ftlab.config import validate_config
 from ftlab.data import FineTuneData
-from ftlab.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
-from ftlab.export import export_model, format_metrics, write_metrics
-from ftlab.loggers import build_loggers, finish_loggers
+from ftlab.deploy.card import write_model_card
+from ftlab.deploy.export import export_model, format_metrics, write_metrics
+from ftlab.deploy.onnx import export_onnx
 from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
-from ftlab.onnx_export import export_onnx
+from ftlab.optimization import learning_rate
 from ftlab.plan import build_plan, format_plan, write_plan
-from ftlab.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
+from ftlab.runtime.callbacks import SpeedMonitor, build_callbacks
+from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
+from ftlab.runtime.loggers import build_loggers, finish_loggers
+from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
 
 log = logging.getLogger(__name__)
 
@@ -41,112 +42,131 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     cfg = resume_config(cfg)
     validate_config(cfg)
+    cfg.lr = learning_rate(cfg)  # one value everywhere, also when the user set optimizer.lr itself
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    is_main = rank_zero_only.rank == 0
 
-    datamodule = FineTuneData(
-        _plain(cfg.data), load_tokenizer(_plain(cfg.model)), cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
-        cfg.seed, task=cfg.task)
+    tokenizer = load_tokenizer(_plain(cfg.model), cfg.task)
+    datamodule = FineTuneData(_plain(cfg.data), tokenizer, cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
+                              cfg.seed, task=cfg.task)
     datamodule.prepare_data()
     datamodule.setup("fit")
-
     module = FineTuneModule(
         model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
-        scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task)
-    counts = module.param_counts
+        scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task,
+        layer_decay=cfg.layer_decay, tokenizer=tokenizer)
     plan = build_plan(module.model, module.selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
                       precision=cfg.trainer.get("precision", "32-true"),
                       optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
                       checkpointing=bool(cfg.model.get("gradient_checkpointing")))
-    if is_main:
+    if rank_zero_only.rank == 0:
         write_plan(plan, out_dir / "plan.json")
         print(f"[ftlab] strategy {cfg.strategy.name}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
         if cfg.strategy.name == "pattern":
             print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
     if cfg.get("plan_only"):
-        return {"plan": plan, **counts}
+        return {"plan": plan, **module.param_counts}
 
     if spawns_processes(cfg.trainer):
         prepare_rank_relaunch()
         with job_scoped_distributed():
-            return _fit_and_evaluate(cfg, datamodule, module, plan, out_dir)
-    return _fit_and_evaluate(cfg, datamodule, module, plan, out_dir)
+            return _run(cfg, datamodule, module, plan, out_dir)
+    return _run(cfg, datamodule, module, plan, out_dir)
 
 
-def _fit_and_evaluate(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule,
-                      plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Fit (resuming from the job's last checkpoint if any), evaluate the best checkpoint, export, log."""
-    counts = module.param_counts
+def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan: dict[str, Any],
+         out_dir: Path) -> dict[str, Any]:
+    """Build the trainer, fit and evaluate, write the artifacts; the loggers are always closed."""
     loggers = build_loggers(_plain(cfg.get("logger")), str(out_dir))
+    failed = True
+    try:
+        trainer, speed = build_trainer(cfg, loggers, datamodule)
+        for logger in loggers:
+            logger.log_hyperparams({**_plain(cfg), **module.param_counts, "data/split_sizes": datamodule.split_sizes,
+                                    "plan": plan})
+        metrics = fit_and_evaluate(cfg, trainer, speed, datamodule, module, out_dir)
+        write_artifacts(cfg, trainer, datamodule, module, metrics, out_dir)
+        failed = False
+        return metrics
+    finally:
+        finish_loggers(loggers, failed)
+
+
+def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData) -> tuple[L.Trainer, SpeedMonitor]:
+    """``lightning.Trainer`` from ``cfg.trainer`` with the configured callbacks, ftlab's speed monitor and the
+    interruption / resumption callback."""
     speed = SpeedMonitor()
     callbacks = build_callbacks(
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
         progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
-    callbacks += [speed, Resumption(out_dir / LAST_CHECKPOINT, datamodule)]
+    callbacks += [speed, Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule)]
     extra = {}
     if "SLURM_JOB_ID" in os.environ and "plugins" not in cfg.trainer:
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
         # Requeueing belongs to submitit (SIGUSR2) and the Resumption callback, not to Lightning's SIGUSR1 handler.
         extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all",
-                                     **extra)
-    resume_from = last_checkpoint(out_dir)
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all", **extra)
+    return trainer, speed
 
-    failed = True
-    try:
-        for logger in loggers:
-            logger.log_hyperparams({**_plain(cfg), **counts, "data/split_sizes": datamodule.split_sizes, "plan": plan})
-        if resume_from:
-            log.info("resuming from %s", resume_from)
-            # The Resumption callback restores the position in the epoch; Lightning cannot see that and would
-            # warn that the dataloader is not resumable.
-            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
-        before = {}
-        if cfg.get("eval_before") and not resume_from:
-            # The untuned checkpoint on the same test set: the "before" of the before/after comparison.
-            before = {f"before/{k}": v for k, v in
-                      trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
-        val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-        test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-        metrics: dict[str, Any] = {
-            **val, **test, **before, **counts,
-            **{f"test/{name}": value for name, value in module.test_details.items()},
-            "task": cfg.task,
-            "strategy": cfg.strategy.name,
-            "monitor": cfg.monitor,
-            "train_time_s": speed.fit_time,
-            "train_samples_per_s": speed.samples_per_s,
-            "peak_memory_mb": speed.peak_memory / 2**20,
-            "global_step": trainer.global_step,
-            "resumed_from": str(resume_from) if resume_from else None,
-            "best_checkpoint": best,
-            "data/split_sizes": datamodule.split_sizes,
-        }
-        # The module now holds the best weights: validate/test restored them from the checkpoint. FSDP gathers a
-        # sharded model's full state dict on every rank, into rank 0.
-        state = trainer.strategy.lightning_module_state_dict() if is_fsdp(trainer.strategy) else None
-        if trainer.is_global_zero:
-            export_model(module, out_dir / "model", state)
-            if before:
-                print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
-            if cfg.get("export_onnx"):  # parity checked on real test inputs
-                test_ids = datamodule.datasets["test"][:16]["input_ids"]
-                texts = module.tokenizer.batch_decode(test_ids, skip_special_tokens=True)
-                metrics["onnx"] = export_onnx(out_dir / "model", out_dir / "onnx", texts)
-            write_metrics(out_dir / "metrics.json", metrics)
-            write_model_card(out_dir / "model", _plain(cfg), metrics)
-            for logger in loggers:
-                logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-                                   step=trainer.global_step)
-            log.info("val:  %s", format_metrics(metrics, "val/"))
-            print(f"[ftlab] test: {format_metrics(metrics, 'test/')}  (outputs: {out_dir})")
-        failed = False
-        return metrics
-    finally:
-        finish_loggers(loggers, failed)
+
+def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, datamodule: FineTuneData,
+                     module: FineTuneModule, out_dir: Path) -> dict[str, Any]:
+    """Fit (resuming from the job's last checkpoint if any), then validate and test the best checkpoint.
+
+    Returns every final number of the job; the module holds the best weights afterwards.
+    """
+    resume_from = last_checkpoint(out_dir)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+        # The Resumption callback restores the position in the epoch; Lightning cannot see that and would
+        # warn that the dataloader is not resumable.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+    before = {}
+    if cfg.get("eval_before") and not resume_from:
+        # The untuned checkpoint on the same test set: the "before" of the before/after comparison.
+        before = {f"before/{k}": v for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
+    val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    return {
+        **val, **test, **before, **module.param_counts,
+        **{f"test/{name}": value for name, value in module.test_details.items()},
+        "task": cfg.task,
+        "strategy": cfg.strategy.name,
+        "lr": learning_rate(cfg),
+        "monitor": cfg.monitor,
+        "train_time_s": speed.fit_time,
+        "train_samples_per_s": speed.samples_per_s,
+        "peak_memory_mb": speed.peak_memory / 2**20,
+        "global_step": trainer.global_step,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "best_checkpoint": best,
+        "data/split_sizes": datamodule.split_sizes,
+    }
+
+
+def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneData, module: FineTuneModule,
+                    metrics: dict[str, Any], out_dir: Path) -> None:
+    """On rank 0: ``model/`` (with its card), ``onnx/`` if asked, ``metrics.json``, the loggers' final metrics."""
+    # FSDP gathers a sharded model's full state dict on every rank, into rank 0.
+    state = trainer.strategy.lightning_module_state_dict() if is_fsdp(trainer.strategy) else None
+    if not trainer.is_global_zero:
+        return
+    export_model(module, out_dir / "model", state)
+    if "before/test/loss" in metrics:
+        print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
+    if cfg.get("export_onnx"):  # parity checked on real test inputs
+        test_ids = datamodule.datasets["test"][:16]["input_ids"]
+        texts = module.tokenizer.batch_decode(test_ids, skip_special_tokens=True)
+        metrics["onnx"] = export_onnx(out_dir / "model", out_dir / "onnx", texts)
+    write_metrics(out_dir / "metrics.json", metrics)
+    write_model_card(out_dir / "model", _plain(cfg), metrics)
+    for logger in trainer.loggers:
+        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+                           step=trainer.global_step)
+    log.info("val:  %s", format_metrics(metrics, "val/"))
+    print(f"[ftlab] test: {format_metrics(metrics, 'test/')}  (outputs: {out_dir})")

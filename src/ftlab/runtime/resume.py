@@ -12,7 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ftlab.loggers import finish_loggers
+from ftlab.runtime.loggers import finish_loggers
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def resume_config(cfg):
     """
     from omegaconf import OmegaConf
 
-    from ftlab.config import ConfigError
+    from ftlab.checks import ConfigError
 
     if not cfg.get("resume"):
         return cfg

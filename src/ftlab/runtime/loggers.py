@@ -11,7 +11,7 @@ from typing import Any
 
 from hydra.utils import instantiate
 
-from ftlab.sweeps import group_name, job_label, run_id, swept_keys
+from ftlab.sweeps.identity import group_name, job_label, run_id, swept_keys
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,11 @@ def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
                 if spec.get(key) is None:
                     spec[key] = value
             os.makedirs(spec.get("save_dir") or ".", exist_ok=True)
-        loggers.append(instantiate(spec, _convert_="all"))
+        logger = instantiate(spec, _convert_="all")
+        if spec["_target_"].endswith("WandbLogger") and logger._wandb_init.get("anonymous") is None:
+            # Lightning always passes anonymous=None, which W&B >= 0.19 warns about on every run.
+            logger._wandb_init.pop("anonymous")
+        loggers.append(logger)
     return loggers
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import torch
 
 from ftlab.assets import resolve_path
-from ftlab.data import IGNORE_INDEX, SPLIT_PATHS, read_table, sample_limit, split_items
+from ftlab.checks import Checker
+from ftlab.tasks.base import Task
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, sample_limit, split_items
 
 log = logging.getLogger(__name__)
 
@@ -94,29 +96,6 @@ def encode_pair(tokenizer, prompt: str, response: str, max_length: int) -> dict[
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
-def prepare(cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
-    """Tokenised ``DatasetDict`` of training sequences; no label names (returns an empty list)."""
-    import datasets
-
-    splits = split_documents(read_documents(cfg), cfg["val_size"], cfg["test_size"], seed)
-    built = {}
-    for split, docs in splits.items():
-        if cfg.get("format", "text") == "prompt_response":
-            rows = [encode_pair(tokenizer, p, r, max_length) for p, r in docs]
-            dropped = sum(all(label == IGNORE_INDEX for label in row["labels"]) for row in rows)
-            if dropped:
-                log.warning("%s: %d prompt(s) fill max_length=%d, leaving no response token: skipped",
-                            split, dropped, max_length)
-            rows = [row for row in rows if any(label != IGNORE_INDEX for label in row["labels"])]
-        else:
-            rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
-                    for ids in tokenize_documents(tokenizer, docs, max_length, cfg.get("packing", True))]
-        rows = rows[:sample_limit(cfg, split) or len(rows)]
-        built[split] = datasets.Dataset.from_dict({k: [row[k] for row in rows] for k in ("input_ids", "attention_mask",
-                                                                                         "labels")})
-    return datasets.DatasetDict(built), []
-
-
 class PadCollator:
     """Right-pad ``input_ids`` with the pad token, ``attention_mask`` with 0 and ``labels`` with -100."""
 
@@ -130,16 +109,63 @@ class PadCollator:
                 for key, pad in pads.items()}
 
 
-def metrics(label_names: list[str], prefix: str) -> None:
-    """No metric beyond the loss: the module derives ``<prefix>/ppl`` = exp(loss) from the token-weighted loss."""
-    return None
+def build_rows(cfg: dict[str, Any], tokenizer, docs: list, max_length: int, split: str) -> list[dict[str, list]]:
+    """Training rows of one split: prompt/response pairs with the prompt masked, or packed / chunked text."""
+    if cfg.get("format", "text") == "prompt_response":
+        rows = [encode_pair(tokenizer, p, r, max_length) for p, r in docs]
+        dropped = sum(all(label == IGNORE_INDEX for label in row["labels"]) for row in rows)
+        if dropped:
+            log.warning("%s: %d prompt(s) fill max_length=%d, leaving no response token: skipped",
+                        split, dropped, max_length)
+        return [row for row in rows if any(label != IGNORE_INDEX for label in row["labels"])]
+    return [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
+            for ids in tokenize_documents(tokenizer, docs, max_length, cfg.get("packing", True))]
 
 
-def collator(tokenizer) -> PadCollator:
-    """Dynamic right padding with the tokenizer's pad token; padded labels get -100."""
-    return PadCollator(tokenizer.pad_token_id)
+class CausalLM(Task):
+    """Next-token prediction: token-weighted loss and perplexity; the exported model generates text."""
 
+    name = "causal_lm"
+    auto_class = "AutoModelForCausalLM"
+    pipeline_tag = "text-generation"
+    monitors = ("val/loss", "val/ppl")
+    has_labels = False
+    sources = ("folder", "files")
+    split_description = "whole documents split (seeded) before packing; sizes in max_length blocks"
 
-def loss_weight(labels: torch.Tensor) -> torch.Tensor:
-    """Number of tokens the shifted causal-LM loss averages over (labels after the first position, not -100)."""
-    return (labels[:, 1:] != IGNORE_INDEX).sum()
+    def check_data(self, c: Checker) -> None:
+        if c.get("data.format") is not None:
+            c.choice("data.format", FORMATS)
+        prompt_response = c.get("data.format") == "prompt_response"
+        check_files(c, ("data.prompt_column", "data.response_column") if prompt_response else ("data.text_column",))
+
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
+        """Tokenised training sequences per split; no label names."""
+        import datasets
+
+        splits = split_documents(read_documents(cfg), cfg["val_size"], cfg["test_size"], seed)
+        built = {}
+        for split, docs in splits.items():
+            rows = build_rows(cfg, tokenizer, docs, max_length, split)
+            rows = rows[:sample_limit(cfg, split) or len(rows)]
+            built[split] = datasets.Dataset.from_dict(
+                {k: [row[k] for row in rows] for k in ("input_ids", "attention_mask", "labels")})
+        return datasets.DatasetDict(built), []
+
+    def collator(self, tokenizer) -> PadCollator:
+        """Dynamic right padding with the tokenizer's pad token; padded labels get -100."""
+        return PadCollator(tokenizer.pad_token_id)
+
+    def loss_weight(self, labels: torch.Tensor) -> torch.Tensor:
+        """Number of tokens the shifted causal-LM loss averages over (labels after the first position, not -100)."""
+        return (labels[:, 1:] != IGNORE_INDEX).sum()
+
+    def derived_metrics(self, prefix: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``<prefix>/ppl`` = exp of the token-weighted loss."""
+        return {f"{prefix}/ppl": torch.exp(values[f"{prefix}/loss"])}
+
+    def generation_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+        return {"max_new_tokens": max_new_tokens, "do_sample": False, "return_full_text": False}
+
+    def read_output(self, result) -> dict:
+        return {"generated_text": result[0]["generated_text"]}

@@ -16,7 +16,9 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ftlab.assets import resolve_path
-from ftlab.data import IGNORE_INDEX, SPLIT_PATHS, read_table, sample_limit, split_items
+from ftlab.checks import Checker
+from ftlab.tasks.base import Task
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, sample_limit, split_items
 
 Sentences = tuple[list[list[str]], list[list[str]]]  # (tokens per sentence, tags per sentence)
 
@@ -92,21 +94,6 @@ def tokenize_and_align(tokenizer, tokens: list[list[str]], tags: list[list[str]]
     return dict(enc)
 
 
-def prepare(cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
-    """Tokenised ``DatasetDict`` (train / validation / test) and the tag names."""
-    import datasets
-
-    splits = split_sentences(load_sentences(cfg), cfg["val_size"], cfg["test_size"], seed)
-    names = tag_names(tags for _, all_tags in splits.values() for tags in all_tags)
-    label2id = {name: i for i, name in enumerate(names)}
-    built = {}
-    for split, (tokens, tags) in splits.items():
-        n = sample_limit(cfg, split) or len(tokens)
-        built[split] = datasets.Dataset.from_dict(
-            tokenize_and_align(tokenizer, tokens[:n], tags[:n], label2id, max_length))
-    return datasets.DatasetDict(built), names
-
-
 def entities(tags: list[str]) -> set[tuple[str, int, int]]:
     """``(type, start, end)`` spans (end exclusive) in a BIO tag sequence, seqeval's default rules."""
     spans, start, current = set(), None, None
@@ -163,21 +150,73 @@ def _scores(correct: torch.Tensor, predicted: torch.Tensor, gold: torch.Tensor) 
     return {"precision": precision.float(), "recall": recall.float(), "f1": f1.float()}
 
 
-def metrics(tag_names: list[str], prefix: str) -> MetricCollection:
-    """``<prefix>/acc`` (token accuracy over labelled first sub-tokens) and entity ``precision`` / ``recall`` / ``f1``."""
-    return MetricCollection(
-        {"acc": MulticlassAccuracy(len(tag_names), average="micro", ignore_index=IGNORE_INDEX),
-         "entity": EntityScores(tag_names)},
-        prefix=f"{prefix}/", compute_groups=False)
+def _entity_table(scores: dict[str, dict[str, float]]) -> str:
+    lines = ["| entity type | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {kind} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
+              for kind, s in scores.items()]
+    return "\n".join(lines)
 
 
-def collator(tokenizer):
-    """Dynamic padding; padded label positions get -100."""
-    from transformers import DataCollatorForTokenClassification
+class TokenClassification(Task):
+    """NER: a BIO tag per word, token classification head, entity-level precision / recall / F1."""
 
-    return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    name = "token_classification"
+    auto_class = "AutoModelForTokenClassification"
+    pipeline_tag = "token-classification"
+    # Labels sit on each word's first sub-token (align_labels), so entities are read the same way.
+    pipeline_kwargs = {"aggregation_strategy": "first"}
+    monitors = ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss")
+    has_labels = True
+    sources = ("conll", "files")
+    split_description = "sentences, deduplicated, seeded split"
+    # Byte-level BPE tokenizers (RoBERTa, GPT-2) encode a word differently at the start of a text; pre-split words
+    # need the leading space added, or ``is_split_into_words`` refuses them.
+    tokenizer_kwargs = {"add_prefix_space": True}
 
+    def check_data(self, c: Checker) -> None:
+        check_files(c, ("data.tokens_column", "data.tags_column"))
 
-def loss_weight(labels: torch.Tensor) -> torch.Tensor:
-    """Labelled tokens in a batch: what the token-classification loss averages over."""
-    return (labels != IGNORE_INDEX).sum()
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
+        """Sub-word labels aligned to each word's first sub-token; the tag names."""
+        import datasets
+
+        splits = split_sentences(load_sentences(cfg), cfg["val_size"], cfg["test_size"], seed)
+        names = tag_names(tags for _, all_tags in splits.values() for tags in all_tags)
+        label2id = {name: i for i, name in enumerate(names)}
+        built = {}
+        for split, (tokens, tags) in splits.items():
+            n = sample_limit(cfg, split) or len(tokens)
+            built[split] = datasets.Dataset.from_dict(
+                tokenize_and_align(tokenizer, tokens[:n], tags[:n], label2id, max_length))
+        return datasets.DatasetDict(built), names
+
+    def collator(self, tokenizer):
+        """Dynamic padding; padded label positions get -100."""
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+
+    def metrics(self, label_names: list[str], prefix: str) -> MetricCollection:
+        """``<prefix>/acc`` (token accuracy over labelled first sub-tokens) and entity precision / recall / f1."""
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(len(label_names), average="micro", ignore_index=IGNORE_INDEX),
+             "entity": EntityScores(label_names)},
+            prefix=f"{prefix}/", compute_groups=False)
+
+    def loss_weight(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labelled tokens in a batch: what the token-classification loss averages over."""
+        return (labels != IGNORE_INDEX).sum()
+
+    def test_details(self, metrics, values, label_names):
+        return {"entity_scores": metrics["entity"].per_type()}
+
+    def card_labels(self, metrics: dict[str, Any]) -> str:
+        return f"- **Entity types:** {', '.join(metrics['test/entity_scores'])}\n"
+
+    def card_details(self, metrics: dict[str, Any]) -> str:
+        return "Test entity scores per type (exact span and type match):\n\n" + _entity_table(
+            metrics["test/entity_scores"])
+
+    def read_output(self, result) -> dict:
+        return {"entities": [{"type": e["entity_group"], "text": e["word"], "score": float(e["score"]),
+                              "start": int(e["start"]), "end": int(e["end"])} for e in result]}

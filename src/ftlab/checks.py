@@ -1,0 +1,60 @@
+"""Collecting config problems: every owner of a setting records what is wrong with it, ``validate_config`` raises once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
+
+
+class Checker:
+    """A composed config and the problems found in it so far, each ``key=value: what is wrong; what is valid``."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.problems: list[str] = []
+
+    def get(self, key: str) -> Any:
+        return OmegaConf.select(self.cfg, key, default=None)
+
+    def plain(self, key: str) -> Any:
+        """The node at ``key`` as plain, resolved Python (dicts and lists)."""
+        node = OmegaConf.select(self.cfg, key, default=None)
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    def fail(self, key: str, problem: str) -> None:
+        self.problems.append(f"{key}={self.get(key)!r}: {problem}")
+
+    def positive(self, key: str, kind=float) -> None:
+        value = self.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or kind(value) != value:
+            self.fail(key, f"must be a positive {kind.__name__}")
+
+    def choice(self, key: str, choices) -> bool:
+        if self.get(key) not in choices:
+            self.fail(key, f"unknown value; valid choices: {', '.join(map(str, choices))}")
+            return False
+        return True
+
+    def flag(self, key: str) -> None:
+        """An optional boolean option."""
+        if self.get(key) is not None and not isinstance(self.get(key), bool):
+            self.fail(key, "must be true or false")
+
+    def fraction(self, key: str, low_open: bool = False) -> bool:
+        """A number in [0, 1) (or (0, 1] with ``low_open``)."""
+        value = self.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            0 < value <= 1 if low_open else 0 <= value < 1)
+        if not ok:
+            self.fail(key, "must be a fraction in (0, 1]" if low_open else "must be a fraction in [0, 1)")
+        return ok

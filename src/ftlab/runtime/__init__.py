@@ -1,0 +1,1 @@
+"""Running a job: callbacks, loggers, interruption and resumption, multi-process and sharding."""

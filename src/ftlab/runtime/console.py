@@ -1,0 +1,66 @@
+"""A console a person reads: each message once, ftlab's own at INFO, other libraries' from WARNING up, nothing a
+user cannot act on. The job's ``run.log`` keeps every record (INFO and up, ANSI codes stripped).
+
+Hydra installs the handlers from ``conf/hydra/job_logging/ftlab.yaml``; ``route_library_output`` makes the libraries
+that print through handlers of their own (Lightning, transformers) and Python warnings go through them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Records a user cannot act on: advertisements, and reports that are expected on every fine-tuning run (a
+# pretrained checkpoint has no task head, so the new head is always "MISSING" from it).
+UNACTIONABLE = (re.compile(r"Tip: For seamless cloud"), re.compile(r"LOAD REPORT"))
+
+
+class ConsoleFilter(logging.Filter):
+    """ftlab's records from INFO, everything else from WARNING, minus unactionable ones and library deprecations."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == "ftlab" or record.name.startswith("ftlab.")
+        if record.levelno < (logging.INFO if own else logging.WARNING):
+            return False
+        if getattr(record, "library_deprecation", False):
+            return False
+        message = record.getMessage()
+        return not any(pattern.search(message) for pattern in UNACTIONABLE)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``[ftlab] message`` for ftlab's records; ``[library] WARNING: message`` for the others."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "ftlab" or record.name.startswith("ftlab."):
+            prefix = "[ftlab]" if record.levelno < logging.WARNING else f"[ftlab] {record.levelname}:"
+        else:
+            prefix = f"[{record.name.split('.')[0]}] {record.levelname}:"
+        return f"{prefix} {record.getMessage()}" + (f"\n{self.formatException(record.exc_info)}"
+                                                    if record.exc_info else "")
+
+
+class PlainFormatter(logging.Formatter):
+    """The file format, without terminal colour codes (a log file is read in an editor, not a terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return ANSI.sub("", super().format(record))
+
+
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # A deprecation raised inside an installed library is for its maintainers, not for the user.
+    internal = issubclass(category, (DeprecationWarning, FutureWarning)) and "site-packages" in str(filename)
+    logging.getLogger("py.warnings").warning("%s:%s: %s: %s", filename, lineno, category.__name__, message,
+                                             extra={"library_deprecation": internal})
+
+
+def route_library_output() -> None:
+    """Send Lightning's and transformers' messages and Python warnings through the root logger's handlers."""
+    import transformers
+
+    logging.getLogger("lightning").handlers.clear()  # Lightning's own stderr handler printed every message twice
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    warnings.showwarning = _log_warning

@@ -1,0 +1,42 @@
+"""What every strategy provides: a ``Selection`` of trainable parameters, and the checks of its own options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ftlab.checks import Checker
+
+
+class StrategyError(ValueError):
+    """Raised when a strategy is unknown, misconfigured, or selects nothing."""
+
+
+@dataclass
+class Selection:
+    """Trainable names; ``stages`` maps each to the unfreezing stage where it starts learning (0 = at once)."""
+
+    trainable: set[str]
+    stages: dict[str, int] = field(default_factory=dict)
+    every: int = 1
+    unit: str = "epoch"
+
+    @property
+    def num_stages(self) -> int:
+        return max(self.stages.values(), default=0) + 1
+
+
+class Strategy:
+    """A way to choose which parameters train. ``select`` decides from names; ``check`` records problems with the
+    strategy's options (``strategy.*``) against the model's architecture (built on the meta device, no weights)."""
+
+    name: str
+    needs_blocks = True  # whether the strategy needs the model's block stack (find_parts)
+
+    def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:
+        raise NotImplementedError
+
+    def check(self, c: Checker, model: nn.Module | None, blocks: int | None) -> None:
+        """Problems with this strategy's options; ``blocks`` is the model's block count (None if unknown)."""

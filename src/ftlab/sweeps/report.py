@@ -1,0 +1,255 @@
+"""Sweep report: one row per job, seed aggregation and plots, written into the sweep directory.
+
+``python -m ftlab.report <sweep dir>`` rebuilds it at any time (also for a running or interrupted sweep);
+``ReportCallback`` (a Hydra callback in ``conf/config.yaml``) rebuilds it after every job of a multirun.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+
+from ftlab.sweeps.identity import job_label, swept_keys
+
+log = logging.getLogger(__name__)
+
+TEST_ORDER = ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss", "test/ppl")
+COST_COLUMNS = ("trainable_pct", "train_time_s", "samples_per_s", "peak_memory_mb")
+
+
+def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """best_val, the test metrics the jobs have (then the untuned checkpoint's, if measured), then costs."""
+    present = {k for row in rows for k in row if k.startswith(("test/", "before/test/"))}
+    tests = [k for k in TEST_ORDER if k in present] + sorted(k for k in present if k.startswith("test/")
+                                                             and k not in TEST_ORDER)
+    before = [f"before/{k}" for k in tests if f"before/{k}" in present]
+    return ["best_val", *tests, *before, *COST_COLUMNS]
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per job directory: swept values, status (completed / failed / running), metrics."""
+    keys = swept_keys(sweep_dir)
+    rows = []
+    for job in _job_dirs(sweep_dir):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if (
+            job / ".hydra" / "overrides.yaml").exists() else []
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (
+            job / ".hydra" / "config.yaml").exists() else {}
+        row: dict[str, Any] = {"job": int(job.name), "overrides": job_label(overrides, keys) or ",".join(overrides)}
+        for key in keys:
+            row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
+        row["strategy_name"] = (config.get("strategy") or {}).get("name")
+        if (job / "metrics.json").exists():
+            metrics = json.loads((job / "metrics.json").read_text())
+            monitor = metrics.get("monitor", config.get("monitor", "val/acc"))
+            row.update(status="completed", reason="", monitor=monitor, best_val=metrics.get(monitor),
+                       lr_value=metrics.get("lr"),  # what the optimizer trained with
+                       trainable_pct=100 * metrics.get("params/trainable_fraction", float("nan")),
+                       train_time_s=metrics.get("train_time_s"), samples_per_s=metrics.get("train_samples_per_s"),
+                       peak_memory_mb=metrics.get("peak_memory_mb"))
+            row.update({k: v for k, v in metrics.items()
+                        if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
+        elif (job / "failure.json").exists():
+            failure = json.loads((job / "failure.json").read_text())
+            row.update(status="failed", reason=failure.get("reason", ""))
+        else:
+            row.update(status="running", reason="no metrics.json yet (running or interrupted)")
+        rows.append(row)
+    return rows, keys
+
+
+def aggregate(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
+    """Mean and std over seeds for configurations that differ only in ``seed`` (completed jobs only)."""
+    if "seed" not in keys:
+        return []
+    others = [k for k in keys if k != "seed"]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["status"] == "completed":
+            groups.setdefault(tuple(row.get(k) for k in others), []).append(row)
+    out = []
+    for values, members in groups.items():
+        agg: dict[str, Any] = {"overrides": ",".join(f"{k}={v}" for k, v in zip(others, values)) or "(all)",
+                               "seeds": len(members)}
+        for col in columns:
+            nums = [m[col] for m in members if isinstance(m.get(col), (int, float)) and math.isfinite(m[col])]
+            if nums:
+                agg[f"{col} mean"] = statistics.fmean(nums)
+                agg[f"{col} std"] = statistics.stdev(nums) if len(nums) > 1 else 0.0
+        out.append(agg)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4g}"
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields or list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename, so concurrent jobs never leave a half-written report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]:
+    """PNG plots: test metric by strategy and lr; metric vs trainable fraction; metric vs train time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["status"] == "completed" and isinstance(r.get(metric), (int, float))]
+    if not done:
+        return []
+    paths = []
+    strategies = sorted({str(r["strategy_name"]) for r in done})
+    lrs = sorted({r["lr_value"] for r in done if r["lr_value"] is not None})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / max(len(lrs), 1)
+    for j, lr in enumerate(lrs):
+        heights, errors = [], []
+        for s in strategies:
+            vals = [r[metric] for r in done if str(r["strategy_name"]) == s and r["lr_value"] == lr]
+            heights.append(statistics.fmean(vals) if vals else 0.0)
+            errors.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        ax.bar([i + j * width for i in range(len(strategies))], heights, width, yerr=errors, capsize=3,
+               label=f"lr={lr:g}")
+    ax.set_xticks([i + width * (len(lrs) - 1) / 2 for i in range(len(strategies))], strategies)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by strategy and lr (mean ± std over seeds)")
+    ax.legend()
+    paths.append(sweep_dir / "plot_metric_by_strategy_lr.png")
+    for x_key, x_label, name in (("trainable_pct", "trainable parameters (%)", "plot_metric_vs_trainable.png"),
+                                 ("train_time_s", "train time (s)", "plot_metric_vs_train_time.png")):
+        fig2, ax2 = plt.subplots(figsize=(6, 4))
+        for s in strategies:
+            pts = [(r[x_key], r[metric]) for r in done if str(r["strategy_name"]) == s and r.get(x_key) is not None]
+            ax2.scatter([p[0] for p in pts], [p[1] for p in pts], label=s)
+        ax2.set_xlabel(x_label)
+        ax2.set_ylabel(metric)
+        ax2.legend()
+        paths.append(sweep_dir / name)
+        _atomic_write(paths[-1], lambda p, f=fig2: f.savefig(p, format="png", dpi=100, bbox_inches="tight"))
+        plt.close(fig2)
+    _atomic_write(paths[0], lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+    return paths
+
+
+def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, Any]:
+    """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates.
+
+    ``metric`` (plotted): by default the test counterpart of the jobs' monitored metric (val/f1 -> test/f1).
+    """
+    sweep_dir = Path(sweep_dir)
+    rows, keys = collect(sweep_dir)
+    metric_cols = metric_columns(rows)
+    agg = aggregate(rows, keys, metric_cols)
+    columns = ["job", "overrides", "status", *metric_cols, "reason"]
+    if metric is None:
+        monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val/acc")
+        metric = "test/" + monitor.split("/", 1)[-1]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed", "running")}
+
+    fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
+    _atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
+    text = [f"# Sweep {sweep_dir}", "",
+            f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
+            f"swept: {', '.join(keys) or '(none)'}; best_val is the job's monitored validation metric.", "",
+            markdown_table(rows, columns)]
+    if agg:
+        _atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
+        shown = [c for c in metric_cols if f"{c} mean" in agg[0]]
+        pretty = [{"overrides": a["overrides"], "seeds": a["seeds"],
+                   **{c: f"{_fmt(a[f'{c} mean'])} ± {_fmt(a[f'{c} std'])}" for c in shown if f"{c} mean" in a}}
+                  for a in agg]
+        text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
+    plots = plot(rows, metric, sweep_dir)
+    text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
+    _atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
+    return {"rows": rows, "aggregate": agg, "plots": plots}
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line: the exception type and its message with line breaks folded."""
+    message = " ".join(line.strip() for line in str(error).strip().splitlines())
+    return f"{type(error).__name__}: {message}"[:300]
+
+
+class ReportCallback(Callback):
+    """Hydra callback: record failed jobs and rebuild the sweep report after every job and at the end."""
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        out = Path(config.hydra.runtime.output_dir)
+        if job_return.status == JobStatus.FAILED:
+            reason = failure_reason(job_return._return_value)
+            (out / "failure.json").write_text(json.dumps({"status": "failed", "reason": reason}) + "\n")
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._safe_report(Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self._safe_report(Path(config.hydra.sweep.dir))
+
+    @staticmethod
+    def _safe_report(sweep_dir: Path) -> None:
+        try:
+            build_report(sweep_dir)
+        except Exception as err:  # a broken report must never fail a training job
+            log.warning("sweep report failed: %s", failure_reason(err))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--metric", help="metric for the plots (default: the test counterpart of the monitor)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.error(f"{args.sweep_dir} is not a directory")
+    result = build_report(args.sweep_dir, args.metric)
+    print((args.sweep_dir / "summary.md").read_text())
+    return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

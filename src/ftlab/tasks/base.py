@@ -1,0 +1,102 @@
+"""The ``Task`` interface: everything that differs between tasks, in one object per task.
+
+The rest of ftlab (data module, LightningModule, strategies, sweeps, report, export, predict, model card) is one code
+path that asks the job's task object. A new task is one file with a ``Task`` subclass plus one line in
+``ftlab.tasks.TASKS``; the README's "Adding a task" lists what it must provide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ftlab.checks import Checker
+
+
+class Task:
+    """A fine-tuning task. Subclasses set the class attributes and implement ``prepare``, ``collator`` and
+    ``check_data``; the other methods have defaults that suit a task without labels or extra details."""
+
+    name: str
+    auto_class: str  # transformers Auto class that adds the task's head, e.g. AutoModelForTokenClassification
+    pipeline_tag: str  # what ``transformers.pipeline`` loads the exported model as
+    pipeline_kwargs: dict[str, Any] = {}  # how the pipeline reads the model's outputs back
+    monitors: tuple[str, ...]  # valid values of the top-level ``monitor`` key
+    has_labels: bool  # label names come from the data (classes, BIO tags)
+    sources: tuple[str, ...]  # valid values of ``data.source``
+    split_description: str  # how the splits were made, for the model card
+    tokenizer_kwargs: dict[str, Any] = {}  # extra arguments for AutoTokenizer.from_pretrained
+
+    @property
+    def architecture_suffix(self) -> str:
+        """What a saved model's architecture name ends with, e.g. ``ForTokenClassification``."""
+        return self.auto_class.removeprefix("AutoModel")
+
+    def model_class(self):
+        """The ``transformers`` Auto class, e.g. ``AutoModelForTokenClassification``."""
+        import transformers
+
+        return getattr(transformers, self.auto_class)
+
+    # -- data ----------------------------------------------------------------------------------------------
+    def check_data(self, c: Checker) -> None:
+        """Record problems with ``data.*`` (source, files, columns) that show before anything heavy loads."""
+        raise NotImplementedError
+
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
+        """Tokenised ``datasets.DatasetDict`` (train / validation / test) and the label names (``[]`` if none)."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer):
+        """Collate function that pads a batch to its longest row."""
+        raise NotImplementedError
+
+    # -- metrics -------------------------------------------------------------------------------------------
+    def metrics(self, label_names: list[str], prefix: str):
+        """``torchmetrics`` collection updated with (argmax predictions, labels), or None: the loss only."""
+        return None
+
+    def loss_weight(self, labels: torch.Tensor):
+        """What a batch's mean loss averages over (examples or tokens), for exact epoch means."""
+        return len(labels)
+
+    def derived_metrics(self, prefix: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Scalars computed from an epoch's metrics, e.g. perplexity from the loss."""
+        return {}
+
+    def test_details(self, metrics, values: dict[str, torch.Tensor], label_names: list[str]) -> dict[str, Any]:
+        """Non-scalar test results for metrics.json and the card (confusion matrix, scores per entity type).
+
+        May pop its non-scalar entries from ``values``; what remains is logged."""
+        return {}
+
+    # -- model card ----------------------------------------------------------------------------------------
+    def card_labels(self, metrics: dict[str, Any]) -> str:
+        """A card line naming the labels, or ''."""
+        return ""
+
+    def card_details(self, metrics: dict[str, Any]) -> str:
+        """The card's breakdown of the test results, or ''."""
+        return ""
+
+    # -- prediction ----------------------------------------------------------------------------------------
+    def predict(self, path: Path, texts: list[str], *, batch_size: int, max_length: int, max_new_tokens: int,
+                progress: bool) -> Iterator[dict]:
+        """One prediction per text, in input order, through ``transformers.pipeline``."""
+        from tqdm.auto import tqdm
+        from transformers import pipeline
+
+        pipe = pipeline(self.pipeline_tag, model=str(path), trust_remote_code=False, **self.pipeline_kwargs)
+        results = pipe((t for t in texts), batch_size=batch_size, **self.generation_kwargs(max_new_tokens))
+        for result in tqdm(results, total=len(texts), disable=not progress, desc="predicting", unit="text"):
+            yield self.read_output(result)
+
+    def generation_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+        """Extra arguments of the pipeline call."""
+        return {}
+
+    def read_output(self, result) -> dict:
+        """One pipeline result as ftlab's JSON line."""
+        raise NotImplementedError
