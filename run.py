@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
-    from ftlab.config import ConfigError
+    from ftlab.checks import FtlabError
     from ftlab.runtime.console import route_library_output
     from ftlab.runtime.resume import TrainingInterrupted
     from ftlab.train import train
@@ -17,7 +17,7 @@ def main(cfg: DictConfig) -> float | None:
     route_library_output()
     try:
         metrics = train(cfg)
-    except ConfigError as err:
+    except FtlabError as err:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 

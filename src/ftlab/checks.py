@@ -7,13 +7,27 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 
-class ConfigError(ValueError):
-    """Every problem found in a config, one per line."""
+class FtlabError(ValueError):
+    """A problem the user can fix (a setting, a data file, a model directory, a tool's argument).
+
+    ``python run.py`` and the tools print it as ``ftlab: <message>`` and exit with status 1, without a traceback.
+    """
+
+
+class ConfigError(FtlabError):
+    """Every problem found in a config: one line when there is one, else a count and one line each."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
+        if len(problems) == 1:
+            super().__init__(problems[0])
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
+
+
+class DataError(FtlabError):
+    """A data file that cannot give a sound result: names the file (and line), the problem and what is valid."""
 
 
 class Checker:
