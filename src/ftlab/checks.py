@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -72,3 +75,34 @@ class Checker:
         if not ok:
             self.fail(key, "must be a fraction in (0, 1]" if low_open else "must be a fraction in [0, 1)")
         return ok
+
+    def unknown_keys(self, key: str, valid, what: str, moved: dict[str, str] | None = None) -> None:
+        """Every key under ``key`` is one of ``valid``; an unknown one (a typo, an option another choice owns) is named
+        with the closest valid ones, so a misspelled ``++`` override can never be silently ignored."""
+        node = self.get(key)
+        if not hasattr(node, "keys"):
+            return
+        valid = sorted(valid)
+        for name in node.keys():
+            if name not in valid:
+                close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                if name in (moved or {}):
+                    hint = f"; {moved[name]}"
+                self.problems.append(f"{f'{key}.' if key else ''}{name}: unknown option of {what}; valid: "
+                                     f"{', '.join(valid) or '(none)'}{hint}")
+
+    def target_arguments(self, key: str, extra: tuple[str, ...] = (), moved: dict[str, str] | None = None) -> None:
+        """The keys of a ``_target_`` node are arguments of the class it names (unless it takes ``**kwargs``)."""
+        target = self.get(f"{key}._target_")
+        try:
+            module, _, name = str(target).rpartition(".")
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            self.fail(f"{key}._target_", "not an importable class")
+            return
+        params = inspect.signature(cls).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return
+        self.unknown_keys(key, [p for p in [*params, "_target_", *extra] if p not in ("self", "params")], str(target),
+                          moved)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ftlab.assets import resolve_path
 from ftlab.checks import Checker, ConfigError
+from ftlab.models import check_model
 from ftlab.optimization import check_layer_decay, check_optimizer
 from ftlab.strategies import check_strategy
 from ftlab.tasks import TASKS
@@ -18,37 +18,11 @@ from ftlab.tasks import TASKS
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16", "16-true")
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
+GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
+TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
+             "monitor_mode", "resume", "export_onnx", "eval_before", "plan_only", "output_dir")
 
 __all__ = ["ConfigError", "validate_config"]
-
-
-def _check_model(c: Checker):
-    """Build the architecture on the meta device (no weights) so strategies can be checked against real names."""
-    key = "model.pretrained_model_name_or_path"
-    uri = c.get(key)
-    if uri is None:
-        c.fail(key, "required: a local checkpoint directory or a Hugging Face hub name")
-        return None
-    try:
-        path = resolve_path(str(uri))
-    except FileNotFoundError as err:
-        c.fail(key, str(err))
-        return None
-    gguf = c.get("model.gguf_file")
-    if gguf is not None and not Path(path, str(gguf)).is_file():
-        c.fail("model.gguf_file", f"no such file in {path}")
-        return None
-    if gguf is None and (os.path.isabs(path) or path.startswith(".")):
-        if not Path(path, "config.json").exists():
-            c.fail(key, f"no checkpoint (config.json) at {path}")
-            return None
-    from ftlab.models import meta_model
-
-    try:
-        return meta_model(c.plain("model"), task=c.get("task"))
-    except Exception as err:  # hub names that cannot be reached, unknown architectures, broken configs
-        c.fail(key, f"cannot load its config: {type(err).__name__}: {str(err).splitlines()[0]}")
-        return None
 
 
 def _check_hardware(c: Checker) -> None:
@@ -59,6 +33,12 @@ def _check_hardware(c: Checker) -> None:
     has_cuda = torch.cuda.is_available()
     if accelerator in ("gpu", "cuda") and not has_cuda:
         c.fail("trainer.accelerator", "no CUDA GPU is visible here; valid choices: cpu, auto")
+    devices = str(c.get("trainer.devices"))
+    if devices.isdigit():
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_cuda)
+        here, unit = (torch.cuda.device_count(), "CUDA GPU(s)") if on_gpu else (os.cpu_count() or 1, "CPU core(s)")
+        if not 1 <= int(devices) <= here:
+            c.fail("trainer.devices", f"this machine has {here} {unit}; valid: 1..{here} (one process per device)")
     precision = str(c.get("trainer.precision") or "32-true")
     if c.choice("trainer.precision", PRECISIONS):
         on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_cuda)
@@ -86,6 +66,46 @@ def _check_data(c: Checker) -> None:
     check_splits(c)
 
 
+def _check_output_dir(c: Checker) -> None:
+    """The job directory can be created and written (checked on the nearest existing parent)."""
+    out = c.get("output_dir")
+    if out is None:
+        return
+    path = Path(str(out)).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        c.fail("output_dir", f"{path} is not a writable directory; choose another hydra.run.dir / output_dir")
+
+
+def _check_monitor(c: Checker) -> None:
+    """``monitor`` is one the task logs, and ``monitor_mode`` is the direction in which it improves."""
+    task = TASKS[c.get("task")]
+    if c.choice("monitor", tuple(task.monitors)) and c.choice("monitor_mode", ("min", "max")):
+        expected = task.monitor_mode(c.get("monitor"))
+        if c.get("monitor_mode") != expected:
+            better = "lower" if expected == "min" else "higher"
+            c.fail("monitor_mode", f"{c.get('monitor')} is better when {better}: {c.get('monitor_mode')} would keep the "
+                                   f"worst checkpoint; valid: {expected}")
+
+
+def _check_keys(c: Checker) -> None:
+    """No unknown key anywhere ftlab reads: a typo or a key another choice owns is an error, never ignored."""
+    from ftlab.models import MODEL_OPTIONS
+    from ftlab.tasks.readers import COMMON_DATA_OPTIONS
+
+    c.unknown_keys("", TOP_LEVEL, "ftlab's config")
+    c.unknown_keys("model", MODEL_OPTIONS, "the model group")
+    # Any task's data keys are accepted (a data group written for one task may carry another's columns by default);
+    # a key no task reads is an error.
+    c.unknown_keys("data", {*COMMON_DATA_OPTIONS, *(k for t in TASKS.values() for k in t.data_options)}, "the data group")
+    c.target_arguments("trainer")
+    for group in ("logger", "callbacks"):
+        for name, spec in (c.get(group) or {}).items():
+            if spec is not None:
+                c.target_arguments(f"{group}.{name}")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` listing every problem in ``cfg`` (key, bad value, valid choices)."""
     c = Checker(cfg)
@@ -97,10 +117,11 @@ def validate_config(cfg: DictConfig) -> None:
     if not isinstance(c.get("seed"), int):
         c.fail("seed", "must be an integer")
     if c.choice("task", tuple(TASKS)):
-        c.choice("monitor", TASKS[c.get("task")].monitors)
+        _check_monitor(c)
     if c.get("export_onnx") and c.get("task") != "text_classification":
         c.fail("export_onnx", "ONNX export is implemented for task=text_classification only")
-    c.choice("monitor_mode", ("min", "max"))
+    _check_keys(c)
+    _check_output_dir(c)
     if c.get("trainer._target_") is None:
         c.fail("trainer._target_", "the trainer group must configure lightning.Trainer")
     _check_hardware(c)
@@ -110,7 +131,7 @@ def validate_config(cfg: DictConfig) -> None:
             c.fail("export_onnx", f"needs the onnx extra ({', '.join(missing)} missing): pip install -e \".[onnx]\"")
     if c.get("task") in TASKS:
         _check_data(c)
-        model = _check_model(c)
+        model = check_model(c)
         check_strategy(c, model)
         check_layer_decay(c, model)
     if c.problems:

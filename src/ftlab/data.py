@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
 from ftlab.caching import building
+from ftlab.checks import DataError
 from ftlab.samplers import ExactDistributedSampler, ResumableSampler
 from ftlab.tasks import get_task
 from ftlab.tasks.readers import SPLIT_PATHS, SPLITS
@@ -75,6 +76,12 @@ class FineTuneData(L.LightningDataModule):
             log.info("data: reusing cache %s", self.cache_path)
             return
         dsd, names = self.task.prepare(self.cfg, self.tokenizer, self.max_length, self.seed)
+        sizes = {split: len(dsd[split]) for split in SPLITS}
+        for split, size in sizes.items():
+            if size == 0:
+                raise DataError(f"data: the {split} split is empty after removing duplicates and blank rows and "
+                                f"splitting ({sizes}); add data, or raise data.val_size / data.test_size, or give "
+                                "data.val_path / data.test_path")
         with building(self.cache_path) as tmp:
             dsd.save_to_disk(str(tmp))
             (tmp / "labels.json").write_text(json.dumps(names))

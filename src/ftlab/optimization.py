@@ -3,8 +3,6 @@ the scheduler, and the checks of every setting they read (``optimizer.*``, ``lr`
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 from typing import Any
 
@@ -17,6 +15,7 @@ from ftlab.checks import Checker
 from ftlab.models import find_parts, param_name
 from ftlab.strategies import Selection
 
+SCHEDULER_OPTIONS = ("name", "warmup_ratio", "warmup_steps")
 SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial", "none")
 
 
@@ -131,18 +130,8 @@ def check_optimizer(c: Checker) -> None:
         c.positive(lr_key(cfg))
     else:
         c.fail("optimizer.lr", "required (the top-level lr feeds it: lr: ${lr})")
-    target = c.get("optimizer._target_")
-    try:
-        module, _, name = str(target).rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        c.fail("optimizer._target_", "not an importable optimizer class, e.g. torch.optim.AdamW")
-    else:
-        accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "params")]
-        for key in c.get("optimizer"):
-            if key != "_target_" and key not in accepted:
-                hint = "; layer-wise LR decay is the top-level layer_decay" if key == "layer_decay" else ""
-                c.fail(f"optimizer.{key}", f"not an argument of {target}; valid: {', '.join(accepted)}{hint}")
+    c.target_arguments("optimizer", moved={"layer_decay": "layer-wise LR decay is the top-level layer_decay"})
+    c.unknown_keys("scheduler", SCHEDULER_OPTIONS, "the scheduler")
     c.choice("scheduler.name", SCHEDULERS)
     if c.get("scheduler.warmup_ratio") is not None:
         c.fraction("scheduler.warmup_ratio")

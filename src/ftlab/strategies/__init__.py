@@ -46,6 +46,7 @@ def check_strategy(c: Checker, model: nn.Module | None) -> None:
         return
     strategy = STRATEGIES[c.get("strategy.name")]
     before = len(c.problems)
+    c.unknown_keys("strategy", ("name", *strategy.options), f"strategy {strategy.name}")
     for flag in ("strategy.train_embeddings", "strategy.train_head"):
         c.flag(flag)
     blocks = None

@@ -33,6 +33,7 @@ class Strategy:
     strategy's options (``strategy.*``) against the model's architecture (built on the meta device, no weights)."""
 
     name: str
+    options: tuple[str, ...] = ()  # its keys under ``strategy.`` besides ``name``; any other key is an error
     needs_blocks = True  # whether the strategy needs the model's block stack (find_parts)
 
     def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:

@@ -36,6 +36,7 @@ class Partial(Strategy):
     """The top k blocks (k > 0, the classic recipe) or the bottom |k| (k < 0, LLaMA-Factory), plus the head."""
 
     name = "partial"
+    options = ("trainable_layers", "train_embeddings", "train_head")
 
     def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:
         parts = find_parts(model)
@@ -70,6 +71,7 @@ class BitFit(Strategy):
     """BitFit (Ben Zaken et al. 2022): every bias term, plus the task head."""
 
     name = "bitfit"
+    options = ("train_head",)
 
     def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:
         chosen = {name for name, _ in model.named_parameters() if name.endswith("bias")}
@@ -97,6 +99,7 @@ class Pattern(Strategy):
     """Names matching any ``train`` regex (all names when the list is empty), minus those matching ``freeze``."""
 
     name = "pattern"
+    options = ("train", "freeze")
     needs_blocks = False
 
     def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:
@@ -127,6 +130,7 @@ class GradualUnfreezing(Strategy):
     """
 
     name = "gradual_unfreezing"
+    options = ("every", "unit", "train_embeddings")
     UNITS = ("epoch", "step")
 
     def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:

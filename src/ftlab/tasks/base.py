@@ -26,6 +26,7 @@ class Task:
     monitors: tuple[str, ...]  # valid values of the top-level ``monitor`` key
     has_labels: bool  # label names come from the data (classes, BIO tags)
     sources: tuple[str, ...]  # valid values of ``data.source``
+    data_options: tuple[str, ...] = ()  # the task's keys under ``data.`` beyond readers.COMMON_DATA_OPTIONS
     split_description: str  # how the splits were made, for the model card
     tokenizer_kwargs: dict[str, Any] = {}  # extra arguments for AutoTokenizer.from_pretrained
 
@@ -33,6 +34,10 @@ class Task:
     def architecture_suffix(self) -> str:
         """What a saved model's architecture name ends with, e.g. ``ForTokenClassification``."""
         return self.auto_class.removeprefix("AutoModel")
+
+    def monitor_mode(self, monitor: str) -> str:
+        """Whether a validation metric is better when lower (loss, perplexity) or higher (accuracy, F1, ...)."""
+        return "min" if monitor.endswith(("/loss", "/ppl")) else "max"
 
     def model_class(self):
         """The ``transformers`` Auto class, e.g. ``AutoModelForTokenClassification``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,22 @@ from torchmetrics.classification import (
 )
 
 from ftlab.assets import resolve_path
-from ftlab.checks import Checker
+from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import SPLIT_PATHS, TABULAR_SUFFIXES, check_columns, read_table, sample_limit
+from ftlab.tasks.readers import SPLIT_PATHS, TABULAR_SUFFIXES, check_columns, read_table, read_text, sample_limit
+
+log = logging.getLogger(__name__)
 
 Examples = tuple[list[str], list[Any]]  # (texts, raw labels)
 
 
-def read_folder(path: str) -> Examples:
+def read_folder(path: str, errors: str = "strict") -> Examples:
     """One sub-folder per label, one text file per example."""
     texts, labels = [], []
     for label_dir in sorted(p for p in Path(path).iterdir() if p.is_dir()):
         for file in sorted(label_dir.iterdir()):
             if file.is_file():
-                texts.append(file.read_text(encoding="utf-8", errors="replace"))
+                texts.append(read_text(file, errors))
                 labels.append(label_dir.name)
     return texts, labels
 
@@ -38,13 +41,14 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
     """Raw examples per available split, as given by the source (no cleaning yet)."""
     source = cfg["source"]
     if source == "folder":
-        return {"train": read_folder(resolve_path(cfg["path"]))}
+        return {"train": read_folder(resolve_path(cfg["path"]), cfg.get("encoding_errors", "strict"))}
     if source == "files":
         out = {}
         for split, key in SPLIT_PATHS:
             if cfg.get(key):
-                frame = read_table(resolve_path(cfg[key]))
-                out[split] = (frame[cfg["text_column"]].astype(str).tolist(), frame[cfg["label_column"]].tolist())
+                path = resolve_path(cfg[key])
+                frame = read_table(path, cfg.get("encoding_errors", "strict"))
+                out[split] = labelled_rows(frame, cfg["text_column"], cfg["label_column"], path)
         return out
     if source == "hub":
         import datasets
@@ -61,6 +65,29 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
                 out[split] = ([str(t) for t in part[cfg["text_column"]]], labels)
         return out
     raise ValueError(f"data.source={source!r}; valid choices: folder, files, hub")
+
+
+def label_strings(labels) -> list[str]:
+    """Labels as strings; whole numbers read as floats (a column with an empty cell) lose their ``.0``."""
+    values = labels.tolist()
+    if all(isinstance(v, float) and v.is_integer() for v in values):
+        values = [int(v) for v in values]
+    return [str(v) for v in values]
+
+
+def labelled_rows(frame, text_column: str, label_column: str, path: str) -> Examples:
+    """Texts and labels of a table; rows with an empty text or label are dropped with a warning (never a class
+    called ``nan``), and a file left without any labelled row is a ``DataError``."""
+    texts, labels = frame[text_column], frame[label_column]
+    empty = texts.isna() | (texts.astype(str).str.strip() == "") | labels.isna() | (
+        labels.astype(str).str.strip() == "")
+    if empty.all():
+        raise DataError(f"{path}: no row has both a text ({text_column}) and a label ({label_column})")
+    if empty.any():
+        lines = [i + 2 for i in frame.index[empty][:5]]  # +2: the header, and line numbers start at 1
+        log.warning("%s: %d row(s) with an empty %s or %s dropped (lines %s%s)", path, int(empty.sum()),
+                    text_column, label_column, ", ".join(map(str, lines)), ", ..." if empty.sum() > 5 else "")
+    return texts[~empty].astype(str).tolist(), label_strings(labels[~empty])
 
 
 def label_sort_key(label: Any) -> tuple[int, Any]:
@@ -89,8 +116,25 @@ def clean_and_split(
         return keep_t, keep_l
 
     held_out = {split: dedupe(*raw[split]) for split in ("validation", "test") if split in raw}
-    held_keys = {" ".join(t.split()) for texts, _ in held_out.values() for t in texts}
+    known = {str(label) for label in raw["train"][1]}
+    for split, (_, labels) in held_out.items():
+        unseen = sorted(set(labels) - known, key=label_sort_key)
+        if unseen:
+            raise DataError(f"data.{dict(SPLIT_PATHS)[split]}: label(s) {', '.join(map(repr, unseen))} never occur in "
+                            f"the training data, so the model cannot learn them; valid: {', '.join(sorted(known))}")
+    keys = {split: {" ".join(t.split()) for t in texts} for split, (texts, _) in held_out.items()}
+    both = keys.get("validation", set()) & keys.get("test", set())
+    if both:
+        raise DataError(f"data.val_path and data.test_path share {len(both)} text(s) (e.g. {next(iter(both))[:60]!r}): "
+                        "choosing the checkpoint on test texts biases the test score; make the files disjoint")
+    held_keys = set().union(*keys.values())
     train_texts, train_labels = dedupe(*raw["train"], exclude=held_keys)
+    leaked = len({" ".join(t.split()) for t in raw["train"][0]} & held_keys)
+    if leaked and not train_texts:
+        raise DataError("every training text also appears in data.val_path / data.test_path; the held-out files must "
+                        "hold texts the model does not train on")
+    if leaked:
+        log.warning("%d training text(s) also in the validation / test files: removed from training", leaked)
 
     rng = np.random.default_rng(seed)
     labels_arr = np.array(train_labels)
@@ -141,10 +185,14 @@ def label_count(c: Checker) -> int | None:
         if Path(file).suffix.lower() not in TABULAR_SUFFIXES:
             c.fail(key, f"unsupported file type; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
             continue
-        frame = read_table(file)
+        try:
+            frame = read_table(file, c.get("data.encoding_errors") or "strict")
+        except DataError as err:
+            c.problems.append(f"{key}: {err}")
+            continue
         check_columns(c, frame, file, ("data.text_column", "data.label_column"))
         if c.get("data.label_column") in frame.columns:
-            classes |= set(frame[c.get("data.label_column")].dropna().astype(str))
+            classes |= set(label_strings(frame[c.get("data.label_column")].dropna()))
     return len(classes) if classes else None
 
 
@@ -165,6 +213,7 @@ class TextClassification(Task):
     monitors = ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss")
     has_labels = True
     sources = ("folder", "files", "hub")
+    data_options = ("text_column", "label_column", "name", "config_name", "train_split", "val_split", "test_split")
     split_description = "deduplicated, seeded stratified split"
 
     def check_data(self, c: Checker) -> None:

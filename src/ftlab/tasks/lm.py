@@ -12,7 +12,8 @@ import torch
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, sample_limit, split_items
+from ftlab.tasks.readers import (IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, read_text, sample_limit,
+                                 split_items)
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,18 @@ def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
     prompt and response columns when ``format=prompt_response``.
     """
     out = {}
+    errors = cfg.get("encoding_errors", "strict")
     for split, key in SPLIT_PATHS:
         if not cfg.get(key):
             continue
         path = Path(resolve_path(cfg[key]))
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-            out[split] = [p.read_text(encoding="utf-8", errors="replace") for p in files]
+            out[split] = [read_text(p, errors) for p in files]
         elif path.suffix.lower() in TEXT_SUFFIXES:
-            out[split] = [path.read_text(encoding="utf-8", errors="replace")]
+            out[split] = [read_text(path, errors)]
         else:
-            frame = read_table(str(path))
+            frame = read_table(str(path), errors)
             if cfg.get("format", "text") == "prompt_response":
                 out[split] = list(zip(frame[cfg["prompt_column"]].astype(str), frame[cfg["response_column"]].astype(str)))
             else:
@@ -131,6 +133,7 @@ class CausalLM(Task):
     monitors = ("val/loss", "val/ppl")
     has_labels = False
     sources = ("folder", "files")
+    data_options = ("format", "text_column", "prompt_column", "response_column", "packing")
     split_description = "whole documents split (seeded) before packing; sizes in max_length blocks"
 
     def check_data(self, c: Checker) -> None:

@@ -16,32 +16,45 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ftlab.assets import resolve_path
-from ftlab.checks import Checker
+from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, sample_limit, split_items
+from ftlab.tasks.readers import (IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, read_text, sample_limit,
+                                 split_items)
 
 Sentences = tuple[list[list[str]], list[list[str]]]  # (tokens per sentence, tags per sentence)
 
 
-def read_conll(path: str) -> Sentences:
+def read_conll(path: str, errors: str = "strict") -> Sentences:
     """Whitespace- or tab-separated ``token ... tag`` lines, a blank line between sentences; ``-DOCSTART-`` skipped."""
     sentences, tags, tokens, labels = [], [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line in [*f, "\n"]:
-            fields = line.split()
-            if fields and fields[0] != "-DOCSTART-":
-                tokens.append(fields[0])
-                labels.append(fields[-1] if len(fields) > 1 else "O")
-            elif tokens:
-                sentences.append(tokens)
-                tags.append(labels)
-                tokens, labels = [], []
+    for lineno, line in enumerate([*read_text(path, errors).splitlines(), ""], start=1):
+        fields = line.split()
+        if fields and fields[0] != "-DOCSTART-":
+            if len(fields) < 2 or not is_bio(fields[-1]):
+                raise DataError(f"{path}:{lineno}: {line.strip()!r} is not '<token> ... <tag>' with a BIO tag "
+                                "(O, B-<type>, I-<type>)")
+            tokens.append(fields[0])
+            labels.append(fields[-1])
+        elif tokens:
+            sentences.append(tokens)
+            tags.append(labels)
+            tokens, labels = [], []
     return sentences, tags
 
 
-def read_tagged_table(path: str, tokens_column: str, tags_column: str) -> Sentences:
+def is_bio(tag: str) -> bool:
+    return tag == "O" or (tag[:2] in ("B-", "I-") and len(tag) > 2)
+
+
+def read_tagged_table(path: str, tokens_column: str, tags_column: str, errors: str = "strict") -> Sentences:
     """A json / jsonl file with a list of tokens and a list of tags per row."""
-    frame = read_table(path)
+    frame = read_table(path, errors)
+    for row, (tokens, tags) in enumerate(zip(frame[tokens_column], frame[tags_column]), start=1):
+        if not (isinstance(tokens, list) and isinstance(tags, list) and len(tokens) == len(tags)):
+            raise DataError(f"{path}: row {row}: {tokens_column} and {tags_column} must be lists of equal length")
+        bad = [str(t) for t in tags if not is_bio(str(t))]
+        if bad:
+            raise DataError(f"{path}: row {row}: tag {bad[0]!r} is not BIO; valid: O, B-<type>, I-<type>")
     return [list(map(str, t)) for t in frame[tokens_column]], [list(map(str, t)) for t in frame[tags_column]]
 
 
@@ -53,9 +66,10 @@ def load_sentences(cfg: dict[str, Any]) -> dict[str, Sentences]:
             continue
         path = resolve_path(cfg[key])
         if cfg["source"] == "conll" or Path(path).suffix.lower() in (".txt", ".conll", ".bio", ".tsv"):
-            out[split] = read_conll(path)
+            out[split] = read_conll(path, cfg.get("encoding_errors", "strict"))
         else:
-            out[split] = read_tagged_table(path, cfg.get("tokens_column", "tokens"), cfg.get("tags_column", "tags"))
+            out[split] = read_tagged_table(path, cfg.get("tokens_column", "tokens"), cfg.get("tags_column", "tags"),
+                                           cfg.get("encoding_errors", "strict"))
     return out
 
 
@@ -72,7 +86,7 @@ def tag_names(all_tags) -> list[str]:
     types = sorted({tag[2:] for tag in seen if tag[:2] in ("B-", "I-")})
     extra = sorted(tag for tag in seen if tag != "O" and tag[:2] not in ("B-", "I-"))
     if extra:
-        raise ValueError(f"tags must be BIO (O, B-<type>, I-<type>); found {', '.join(extra[:5])}")
+        raise DataError(f"tags must be BIO (O, B-<type>, I-<type>); found {', '.join(extra[:5])}")
     return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
 
 
@@ -168,6 +182,7 @@ class TokenClassification(Task):
     monitors = ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss")
     has_labels = True
     sources = ("conll", "files")
+    data_options = ("tokens_column", "tags_column")
     split_description = "sentences, deduplicated, seeded split"
     # Byte-level BPE tokenizers (RoBERTa, GPT-2) encode a word differently at the start of a text; pre-split words
     # need the leading space added, or ``is_split_into_words`` refuses them.

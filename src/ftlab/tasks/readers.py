@@ -2,35 +2,118 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 from typing import Any
+
+import logging
 
 import numpy as np
 
 from ftlab.assets import resolve_path
-from ftlab.checks import Checker
+from ftlab.checks import Checker, DataError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 SPLIT_PATHS = (("train", "path"), ("validation", "val_path"), ("test", "test_path"))  # data config key per split
 TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+# Keys under ``data.`` that every task reads; each task adds its own (Task.data_options).
+COMMON_DATA_OPTIONS = ("source", "path", "val_path", "test_path", "val_size", "test_size", "max_train_samples",
+                       "max_eval_samples", "num_workers", "cache_dir", "encoding_errors")
 IGNORE_INDEX = -100  # label of positions the loss and the metrics skip (padding, prompts, non-first sub-tokens)
 
 
-def read_table(path: str):
-    """Read a csv / json / jsonl / parquet file into a pandas DataFrame."""
+def read_text(path: str | Path, errors: str = "strict") -> str:
+    """A file's text, which must be UTF-8: a ``DataError`` names the file and the line of the first bad byte.
+
+    ``errors="replace"`` (``data.encoding_errors``) reads such bytes as U+FFFD instead, with a warning naming the file.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        if errors == "replace":
+            log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
+            return data.decode("utf-8", errors="replace")
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x}); save the file as UTF-8, or "
+                        "set data.encoding_errors=replace") from None
+
+
+def _json_rows(path: str, text: str, lines: bool) -> list[dict]:
+    """Records of a JSON array file or a JSON-lines file; a broken line is named with its number."""
+    if not lines:
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        numbered = list(enumerate(rows if isinstance(rows, list) else [rows], start=1))
+    else:
+        numbered = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    numbered.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg}); each line must be one JSON "
+                                    "object") from None
+    for where, row in numbered:
+        if not isinstance(row, dict):
+            kind = "line" if lines else "item"
+            raise DataError(f"{path}: {kind} {where} is {type(row).__name__}, not a JSON object with named columns")
+    return [row for _, row in numbered]
+
+
+def _read_csv(path: str, text: str):
+    """pandas' CSV reader, strict: a row with more fields than the header is an error, not an implicit index."""
+    import warnings
+
+    import pandas as pd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(io.StringIO(text), index_col=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.ParserWarning) as err:
+        where = ""
+        if "EOF inside string" not in str(err):  # an unterminated quote: pandas names the row it starts at
+            reader = csv.reader(io.StringIO(text))
+            width = len(next(reader, []))
+            bad = next((reader.line_num for row in reader if row and len(row) != width), None)
+            where = f" at line {bad}: expected {width} fields" if bad else ""
+        raise DataError(f"{path}: malformed CSV{where} ({' '.join(str(err).split())})") from None
+
+
+def read_table(path: str, errors: str = "strict"):
+    """Read a csv / json / jsonl / parquet file into a pandas DataFrame with at least one row.
+
+    Any problem (not UTF-8, malformed CSV or JSON, no rows) is a ``DataError`` naming the file and, where it can be
+    known, the line.
+    """
     import pandas as pd
 
     suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path)
+    if suffix not in TABULAR_SUFFIXES:
+        raise DataError(f"{path}: unsupported data file; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
     if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".json", ".jsonl"):
-        with open(path, encoding="utf-8") as f:
-            first = f.read(1).strip()
-        lines = suffix == ".jsonl" or first != "["
-        return pd.read_json(path, lines=lines)
-    raise ValueError(f"unsupported data file {path!r}; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # pyarrow's errors have no common base class
+            raise DataError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from None
+    else:
+        text = read_text(path, errors)
+        if not text.strip():
+            raise DataError(f"{path}: the file is empty")
+        if suffix == ".csv":
+            frame = _read_csv(path, text)
+        else:
+            frame = pd.DataFrame(_json_rows(path, text, lines=suffix == ".jsonl" or not text.lstrip().startswith("[")))
+    if len(frame) == 0:
+        raise DataError(f"{path}: no rows (a header, or an empty list, only)")
+    return frame
 
 
 def sample_limit(cfg: dict[str, Any], split: str) -> int | None:
@@ -66,6 +149,8 @@ def check_columns(c: Checker, frame, file, columns: tuple[str, ...]) -> None:
 
 def check_splits(c: Checker) -> None:
     """``data.val_size`` / ``test_size`` leave data in every split; sample limits are positive integers."""
+    if c.get("data.encoding_errors") is not None:
+        c.choice("data.encoding_errors", ("strict", "replace"))
     for key, provided in (("data.val_size", "data.val_path"), ("data.test_size", "data.test_path")):
         if c.fraction(key) and c.get(key) == 0 and c.get(provided) is None and c.get("data.source") != "hub":
             c.fail(key, f"must be > 0 when {provided} is not given (the split would be empty)")
@@ -89,6 +174,9 @@ def check_files(c: Checker, columns: tuple[str, ...]) -> None:
         if not path.exists():
             c.fail(key, f"no such file or directory: {path}")
         elif path.is_file() and path.suffix.lower() in TABULAR_SUFFIXES:
-            check_columns(c, read_table(str(path)), path, columns)
+            try:
+                check_columns(c, read_table(str(path), c.get("data.encoding_errors") or "strict"), path, columns)
+            except DataError as err:
+                c.problems.append(f"{key}: {err}")
         elif path.is_dir() and c.get("data.source") != "folder":
             c.fail(key, "is a folder; use data.source=folder, or give a file")

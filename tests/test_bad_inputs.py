@@ -1,0 +1,266 @@
+"""Catalogue of realistic mistakes: every bad setting, data file and model directory gets one clear line naming the
+culprit before any result-like file is written. (The post-training tools have theirs in test_bad_tools.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ftlab.checks import FtlabError
+from ftlab.train import train
+from tests.helpers import CONF_DIR, compose, make_tiny_conll, tiny_overrides
+
+RESULTS = ("metrics.json", "model", "checkpoints", "plan.json", "onnx")
+
+
+def nothing_result_like(out) -> bool:
+    return not any((out / name).exists() for name in RESULTS)
+
+
+def refused(overrides: list[str], out) -> str:
+    """Run the job in-process; it must raise one FtlabError (run.py prints it as `ftlab: <line>`, exit 1)."""
+    with pytest.raises(FtlabError) as err:
+        train(compose(overrides))
+    message = str(err.value)
+    assert "\n" not in message, message
+    assert nothing_result_like(out), sorted(p.name for p in out.iterdir())
+    return message
+
+
+SETTINGS = {
+    # option names: typos and options the chosen strategy does not have are errors, never ignored
+    "strategy=partial ++strategy.trainable_layer=2":
+        "strategy.trainable_layer: unknown option of strategy partial; valid: name, train_embeddings, train_head, "
+        "trainable_layers; did you mean trainable_layers",
+    "strategy=head_only ++strategy.train_head=false":
+        "strategy.train_head: unknown option of strategy head_only; valid: name",
+    "++seeed=1": "seeed: unknown option of ftlab's config",
+    "++model.revison=main": "model.revison: unknown option of the model group",
+    "++data.text_colum=body": "data.text_colum: unknown option of the data group",
+    "++trainer.max_step=3": "trainer.max_step: unknown option of lightning.Trainer",
+    "++callbacks.early_stopping.patients=2": "callbacks.early_stopping.patients: unknown option of "
+                                             "lightning.pytorch.callbacks.EarlyStopping",
+    "++scheduler.warmup=0.1": "scheduler.warmup: unknown option of the scheduler",
+    "++optimizer.layer_decay=0.8": "; layer-wise LR decay is the top-level layer_decay",
+    "++optimizer.momentun=0.9": "optimizer.momentun: unknown option of torch.optim.AdamW",
+    # contradictions
+    "monitor=val/loss monitor_mode=max": "monitor_mode='max': val/loss is better when lower: max would keep the "
+                                         "worst checkpoint; valid: min",
+    "monitor=val/f1 monitor_mode=min": "monitor_mode='min': val/f1 is better when higher",
+    "strategy=partial strategy.trainable_layers=0 strategy.train_head=false": "selects no parameter to train",
+    "data.val_size=0.6 data.test_size=0.5": "val_size + test_size = 1.1 leaves no training data",
+    # values
+    "max_length=100": "max_length=100: the model has 64 positions; valid: 1..64",
+    "lr=0": "lr=0: must be a positive float",
+    "optimizer.lr=-1": "optimizer.lr=-1: must be a positive float",
+    "layer_decay=0": "layer_decay=0: must be a fraction in (0, 1]",
+    "batch_size=0": "batch_size=0: must be a positive int",
+    "seed=forty": "seed='forty': must be an integer",
+    "task=summarization": "task='summarization': unknown value; valid choices",
+    "scheduler.warmup_ratio=1.5": "scheduler.warmup_ratio=1.5: must be a fraction in [0, 1)",
+    "strategy=partial strategy.trainable_layers=5": "the model has only 2 layers; valid: -2..2",
+    "strategy=pattern strategy.train=[classifer]": "'classifer' matches no parameter; closest names: classifier",
+    "strategy=gradual_unfreezing strategy.unit=batch": "strategy.unit='batch': unknown value; valid choices: epoch, step",
+    "data.encoding_errors=ignore": "data.encoding_errors='ignore': unknown value; valid choices: strict, replace",
+    # hardware
+    "trainer.precision=16-mixed": "float16 training needs a CUDA GPU",
+    f"trainer.devices={(os.cpu_count() or 1) + 1}": f"this machine has {os.cpu_count()} CPU core(s); valid: 1..",
+}
+
+
+@pytest.mark.parametrize("override", list(SETTINGS))
+def test_bad_setting(override, tiny_model_dir, tiny_csv, tmp_path):
+    message = refused(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, *override.split()), tmp_path)
+    assert SETTINGS[override] in message
+
+
+def test_unwritable_output_directory(tiny_model_dir, tiny_csv, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(FtlabError, match=f"output_dir=.*: {blocker} is not a writable directory"):
+        train(compose(tiny_overrides(tiny_model_dir, tiny_csv, blocker / "job")))
+
+
+# -- data files ---------------------------------------------------------------------------------------------------
+
+def _csv(path, text: str | bytes):
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+GOOD_ROWS = "".join(f"goal match team {i},sport\nbread soup cheese {i},food\n" for i in range(12))
+
+DATA_FILES = {
+    "empty.csv": ("", "empty.csv: the file is empty"),
+    "header_only.csv": ("text,label\n", "header_only.csv: no rows"),
+    "duplicates.csv": ("text,label\n" + "same text,sport\n" * 30 + "other text,food\n" * 30,
+                       "split is empty after removing duplicates"),
+    "latin1.csv": (b"text,label\ngoal match,sport\ncaf\xe9 soup,food\n" + GOOD_ROWS.encode(),
+                   "latin1.csv:3: not UTF-8 text (byte 0xe9)"),
+    "quote.csv": ('text,label\ngoal match,sport\n"an unterminated quote,food\n' + GOOD_ROWS,
+                  "quote.csv: malformed CSV (Error tokenizing data"),
+    "fields.csv": ("text,label\ngoal match,sport,extra,fields\n" + GOOD_ROWS,
+                   "fields.csv: malformed CSV at line 2: expected 2 fields"),
+    "broken.jsonl": ('{"text": "goal match", "label": "sport"}\n{"text": "soup", "label": \n',
+                     "broken.jsonl:2: not valid JSON"),
+    "list.jsonl": ('{"text": "goal match", "label": "sport"}\n["soup", "food"]\n',
+                   "list.jsonl: line 2 is list, not a JSON object"),
+    "array.json": ('[{"text": "goal match", "label": "sport"},\n {"text": "soup" "label": "food"}]',
+                   "array.json:2: not valid JSON"),
+    "no_labels.csv": ("text,label\n" + "".join(f"text {i},\n" for i in range(20)),
+                      "no_labels.csv: no row has both a text (text) and a label (label)"),
+}
+
+
+@pytest.mark.parametrize("name", list(DATA_FILES))
+def test_bad_data_file(name, tiny_model_dir, tmp_path):
+    text, expected = DATA_FILES[name]
+    data = _csv(tmp_path / name, text)
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, data, out), out)
+    assert expected in message
+    assert name in message or "split" in message
+
+
+def test_label_seen_only_in_the_test_file(tiny_model_dir, tmp_path):
+    train_csv = _csv(tmp_path / "train.csv", "text,label\n" + GOOD_ROWS)
+    test_csv = _csv(tmp_path / "test.csv", "text,label\nlaptop chip server,tech\nmatch coach,sport\n")
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, train_csv, out, f"data.test_path={test_csv}"), out)
+    assert message.startswith("data.test_path: label(s) 'tech' never occur in the training data")
+
+
+def test_test_file_that_is_the_training_file(tiny_model_dir, tiny_csv, tmp_path):
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, tiny_csv, out, f"data.test_path={tiny_csv}"), out)
+    assert message.startswith("every training text also appears in data.val_path / data.test_path")
+
+
+def test_validation_and_test_files_that_overlap(tiny_model_dir, tiny_csv, tmp_path):
+    held = _csv(tmp_path / "held.csv", "text,label\ngoal match coach,sport\nsoup bread,food\n")
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, tiny_csv, out, f"data.val_path={held}",
+                                     f"data.test_path={held}"), out)
+    assert message.startswith("data.val_path and data.test_path share 2 text(s)")
+
+
+def test_empty_labels_are_dropped_with_a_warning_never_a_nan_class(tiny_model_dir, tmp_path, caplog):
+    data = _csv(tmp_path / "gaps.csv", "text,label\n" + GOOD_ROWS + "a text without label,\n,sport\n")
+    metrics = train(compose(tiny_overrides(tiny_model_dir, data, tmp_path / "job", "debug=smoke")))
+    assert metrics["test/confusion_matrix"]["labels"] == ["food", "sport"]
+    assert "gaps.csv: 2 row(s) with an empty text or label dropped (lines 26, 27)" in caplog.text
+
+
+def test_numeric_labels_with_a_gap_keep_their_names(tiny_model_dir, tmp_path):
+    rows = "".join(f"goal match team {i},1\nbread soup cheese {i},2\n" for i in range(12))
+    data = _csv(tmp_path / "numeric.csv", "text,label\n" + rows + "orphan text,\n")
+    metrics = train(compose(tiny_overrides(tiny_model_dir, data, tmp_path / "job", "debug=smoke")))
+    assert metrics["test/confusion_matrix"]["labels"] == ["1", "2"]  # not "1.0", "2.0"
+
+
+def test_bbc_strict_encoding_names_the_latin1_article(tmp_path):
+    out = tmp_path / "job"
+    message = refused(["data.encoding_errors=strict", f"output_dir={out}", "logger=none",
+                       f"data.cache_dir={tmp_path}/cache"], out)
+    assert "sports/199.txt:" in message and "not UTF-8 text (byte 0xa3)" in message
+
+
+def test_conll_line_without_a_tag(tiny_model_dir, tmp_path):
+    conll = make_tiny_conll(tmp_path / "ok.conll")
+    bad = tmp_path / "bad.conll"
+    bad.write_text(conll.read_text().replace("\n\n", "\nlonely\n\n", 1))
+    out = tmp_path / "job"
+    lineno = bad.read_text().splitlines().index("lonely") + 1
+    message = refused(ner_overrides(tiny_model_dir, bad, out), out)
+    assert message == f"{bad}:{lineno}: 'lonely' is not '<token> ... <tag>' with a BIO tag (O, B-<type>, I-<type>)"
+
+
+def test_conll_tag_that_is_not_bio(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.conll"
+    bad.write_text(make_tiny_conll(tmp_path / "ok.conll").read_text().replace("\tB-PER\n", "\tPER\n", 1))
+    out = tmp_path / "job"
+    assert "is not '<token> ... <tag>' with a BIO tag" in refused(ner_overrides(tiny_model_dir, bad, out), out)
+
+
+def test_text_folder_without_documents(tmp_path):
+    from tests.helpers import make_tiny_llama
+
+    model = make_tiny_llama(tmp_path / "llama")
+    (tmp_path / "docs").mkdir()
+    out = tmp_path / "job"
+    message = refused(["model=hf", f"model.pretrained_model_name_or_path={model}", "task=causal_lm", "data=text",
+                       "data.source=folder", f"data.path={tmp_path / 'docs'}", "monitor=val/loss", "monitor_mode=min",
+                       f"output_dir={out}", "logger=none", "trainer.accelerator=cpu", "max_length=16"], out)
+    assert "the train split is empty" in message
+
+
+def ner_overrides(model_dir, path, out):
+    return ["model=hf", f"model.pretrained_model_name_or_path={model_dir}", "data=wnut16", f"data.path={path}",
+            "task=token_classification", "monitor=val/f1", f"output_dir={out}", "logger=none",
+            "trainer.accelerator=cpu", "max_length=16"]
+
+
+# -- model directories --------------------------------------------------------------------------------------------
+
+def _broken_model(tiny_model_dir, tmp_path, damage: str):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    if damage == "no tokenizer":
+        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (model / name).unlink(missing_ok=True)
+    elif damage == "no weights":
+        (model / "model.safetensors").unlink()
+    elif damage == "truncated weights":
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    elif damage == "no config":
+        (model / "config.json").unlink()
+    elif damage == "broken config":
+        (model / "config.json").write_text("{not json")
+    return model
+
+
+MODEL_DAMAGE = {
+    "no tokenizer": "no tokenizer files in",
+    "no weights": "no weights in",
+    "truncated weights": "model.safetensors is truncated or corrupt",
+    "no config": "no checkpoint (config.json) at",
+    "broken config": "cannot load its config",
+}
+
+
+@pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
+def test_bad_model_directory(damage, tiny_model_dir, tiny_csv, tmp_path):
+    model = _broken_model(tiny_model_dir, tmp_path, damage)
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(model, tiny_csv, out), out)
+    assert message.startswith(f"model.pretrained_model_name_or_path='{model}': ")
+    assert MODEL_DAMAGE[damage] in message
+
+
+def test_missing_model_directory(tiny_csv, tmp_path):
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tmp_path / "nowhere", tiny_csv, out), out)
+    assert f"no checkpoint (config.json) at {tmp_path / 'nowhere'}" in message
+
+
+# -- what the user sees ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_command_line_prints_one_line_and_exits_1(tiny_model_dir, tiny_csv, tmp_path):
+    out = tmp_path / "job"
+    proc = subprocess.run(
+        [sys.executable, "run.py", *tiny_overrides(tiny_model_dir, tiny_csv, out, "strategy=partial",
+                                                    "++strategy.trainable_layer=2"), f"hydra.run.dir={out}"],
+        cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "ftlab: strategy.trainable_layer: unknown option of strategy partial; valid: name, train_embeddings, "
+        "train_head, trainable_layers; did you mean trainable_layers?"]
+    assert nothing_result_like(out)
+    assert json.loads(json.dumps(sorted(p.name for p in out.iterdir()))) in ([".hydra", "run.log"], [".hydra"])
