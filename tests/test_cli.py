@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from ftlab.sweeps.identity import group_name
-from tests.helpers import read_wandb_records, tiny_overrides
+from tests.helpers import finished_wandb_records, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
         assert (job / "model" / "config.json").exists() and (job / "checkpoints" / "best.ckpt").exists()
         runs = list((job / "wandb").glob("offline-run-*/run-*.wandb"))
         assert len(runs) == 1  # one W&B run per job, inside the job's directory
-        records = read_wandb_records(runs[0])
+        records = finished_wandb_records(runs[0])
         run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
         run_ids.add(run.run_id)
         groups.add(run.run_group)

@@ -99,7 +99,7 @@ def test_each_error_names_key_value_and_choices(tiny_model_dir, tiny_csv, tmp_pa
         "batch_size=0": "batch_size=0: must be a positive int",
         "scheduler.name=triangle": "scheduler.name='triangle': unknown value; valid choices: linear, cosine",
         "monitor=val/accuracy": "monitor='val/accuracy': unknown value; valid choices: val/acc",
-        f"model.pretrained_model_name_or_path={tmp_path}": f"no checkpoint (config.json) at {tmp_path}",
+        f"model.pretrained_model_name_or_path={tmp_path}": f"='{tmp_path}': no config.json there",
     }
     for override, expected in cases.items():
         found = problems(base + override.split())

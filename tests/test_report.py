@@ -81,13 +81,18 @@ def test_failed_job_is_reported_and_the_sweep_exits_non_zero(tiny_model_dir, tin
 def test_optuna_search_and_its_report(tiny_model_dir, tiny_csv, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra is not installed")
     sweep = tmp_path / "optuna"
-    proc = run_cli("hparams_search=optuna", "hydra.sweeper.n_trials=3", "search.max_layers=2",
+    # seed=2: the sampler's first three trials are partial, head_only, partial (both sides of the conditional space)
+    proc = run_cli("hparams_search=optuna", "hydra.sweeper.n_trials=3", "search.max_layers=2", "seed=2",
                    f"hydra.sweep.dir={sweep}", *sweep_args(tiny_model_dir, tiny_csv, tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = (sweep / "optimization_results.yaml").read_text()
     assert "best_params" in best and "best_value" in best
     rows = read_csv(sweep / "summary.csv")
     assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
+    assert "partial" in {r["strategy"] for r in rows} and {r["strategy"] for r in rows} - {"partial"}
     for row in rows:
         assert row["overrides"].startswith("lr=") and ",strategy=" in row["overrides"]
-        assert 1e-5 <= float(row["lr"]) <= 5e-4 and int(row["strategy.trainable_layers"]) in (1, 2)
+        assert 1e-5 <= float(row["lr"]) <= 5e-4
+        # trainable_layers is searched for partial trials only: the other strategies have no such option
+        layers = row.get("strategy.trainable_layers", "")
+        assert int(layers) in (1, 2) if row["strategy"] == "partial" else layers == "", row

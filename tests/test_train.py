@@ -9,7 +9,7 @@ import torch
 
 from ftlab.module import FineTuneModule
 from ftlab.train import train
-from tests.helpers import compose, read_wandb_records, tiny_overrides
+from tests.helpers import compose, finished_wandb_records, tiny_overrides
 
 LEARN = ["trainer.max_epochs=8", "lr=3e-3", "callbacks.early_stopping=null"]
 
@@ -70,7 +70,7 @@ def wandb_run_file(out):
 
 def test_wandb_offline_run_holds_config_and_metrics(job):
     out, metrics = job
-    records = read_wandb_records(wandb_run_file(out))
+    records = finished_wandb_records(wandb_run_file(out))
     history = {}
     for record in records:
         if record.WhichOneof("record_type") == "history":
@@ -101,7 +101,7 @@ def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_p
     with pytest.raises(RuntimeError, match="boom"):
         train(cfg)
     assert wandb.run is None
-    records = read_wandb_records(wandb_run_file(tmp_path))
+    records = finished_wandb_records(wandb_run_file(tmp_path))
     exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert len(exits) == 1 and exits[0].exit_code == 1
 
@@ -112,7 +112,7 @@ def test_optimizer_lr_set_directly_is_what_trains_and_what_is_reported(tiny_mode
                                  "scheduler=constant", "optimizer.lr=1e-3"))
     assert cfg.lr != 1e-3
     metrics = train(cfg)
-    records = read_wandb_records(wandb_run_file(tmp_path))
+    records = finished_wandb_records(wandb_run_file(tmp_path))
     trained = [json.loads(item.value_json) for r in records if r.WhichOneof("record_type") == "history"
                for item in r.history.item if (item.key or "/".join(item.nested_key)) == "lr-AdamW/decay"]
     assert trained and all(value == pytest.approx(1e-3) for value in trained)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import inspect
@@ -31,6 +32,13 @@ class ConfigError(FtlabError):
 
 class DataError(FtlabError):
     """A data file that cannot give a sound result: names the file (and line), the problem and what is valid."""
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse for ftlab's tools, with one-line errors: ``ftlab.<tool>: <problem>; see --help``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog.removeprefix('python -m ')}: {message}; see {self.prog} --help\n")
 
 
 class Checker:

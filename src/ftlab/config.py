@@ -13,6 +13,7 @@ from ftlab.checks import Checker, ConfigError
 from ftlab.models import check_model
 from ftlab.optimization import check_layer_decay, check_optimizer
 from ftlab.strategies import check_strategy
+from ftlab.sweeps.search_space import SEARCH_OPTIONS
 from ftlab.tasks import TASKS
 
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
@@ -20,7 +21,8 @@ CUDA_ONLY_PRECISIONS = ("16-mixed", "16", "16-true")
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
 TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
-             "monitor_mode", "resume", "export_onnx", "eval_before", "plan_only", "output_dir")
+             "monitor_mode", "resume", "export_onnx", "eval_before", "plan_only", "output_dir",
+             "search")  # search: options of hparams_search=optuna
 
 __all__ = ["ConfigError", "validate_config"]
 
@@ -96,6 +98,7 @@ def _check_keys(c: Checker) -> None:
 
     c.unknown_keys("", TOP_LEVEL, "ftlab's config")
     c.unknown_keys("model", MODEL_OPTIONS, "the model group")
+    c.unknown_keys("search", SEARCH_OPTIONS, "hparams_search")
     # Any task's data keys are accepted (a data group written for one task may carry another's columns by default);
     # a key no task reads is an error.
     c.unknown_keys("data", {*COMMON_DATA_OPTIONS, *(k for t in TASKS.values() for k in t.data_options)}, "the data group")

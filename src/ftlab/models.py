@@ -15,6 +15,7 @@ from torch import nn
 from ftlab.assets import resolve_path
 from ftlab.caching import building
 from ftlab.checks import Checker
+from ftlab.model_files import model_dir_problem
 from ftlab.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,6 @@ def load_tokenizer(model_cfg: dict[str, Any], task: str = "text_classification")
 
 
 MODEL_OPTIONS = ("pretrained_model_name_or_path", "revision", "gguf_file", "cache_dir", "gradient_checkpointing")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
-                   "sentencepiece.bpe.model")
 # RoBERTa-style position ids start after the padding index: max_position_embeddings - (pad_token_id + 1) are usable.
 PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl")
 
@@ -92,32 +90,6 @@ def max_positions(config) -> int | None:
     if n and getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
         n -= (config.pad_token_id or 0) + 1
     return n
-
-
-def _check_files(c: Checker, key: str, path: str) -> bool:
-    """A local checkpoint has its config, readable weights and tokenizer files (a tokenizer-less directory would
-    train on a handful of special tokens, every word ``[UNK]``)."""
-    root = Path(path)
-    if not (root / "config.json").exists():
-        c.fail(key, f"no checkpoint (config.json) at {path}")
-        return False
-    if not any((root / name).exists() for name in WEIGHT_FILES):
-        c.fail(key, f"no weights in {path}; valid: a directory with {' or '.join(WEIGHT_FILES[::2])}")
-        return False
-    for file in sorted(root.glob("*.safetensors")):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(file), "pt"):
-                pass
-        except Exception as err:  # safetensors raises its own SafetensorError (and OSError)
-            c.fail(key, f"{file.name} is truncated or corrupt ({err}); re-download or re-export the checkpoint")
-            return False
-    if not any((root / name).exists() for name in TOKENIZER_FILES):
-        c.fail(key, f"no tokenizer files in {path}; valid: a directory with one of {', '.join(TOKENIZER_FILES)} "
-                    "(save the tokenizer with save_pretrained next to the model)")
-        return False
-    return True
 
 
 def check_model(c: Checker) -> nn.Module | None:
@@ -138,7 +110,8 @@ def check_model(c: Checker) -> nn.Module | None:
         c.fail("model.gguf_file", f"no such file in {path}")
         return None
     if gguf is None and (os.path.isabs(path) or path.startswith(".") or Path(path).is_dir()):
-        if not _check_files(c, key, path):
+        if problem := model_dir_problem(Path(path)):
+            c.fail(key, problem)
             return None
     try:
         model = meta_model(c.plain("model"), task=c.get("task"))

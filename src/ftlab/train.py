@@ -23,6 +23,7 @@ from ftlab.module import FineTuneModule
 from ftlab.optimization import learning_rate
 from ftlab.plan import build_plan, format_plan, write_plan
 from ftlab.runtime.callbacks import SpeedMonitor, build_callbacks
+from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.runtime.loggers import build_loggers, finish_loggers
 from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
@@ -101,12 +102,15 @@ def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData) -> t
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
         progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
     callbacks += [speed, Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule)]
-    extra = {}
-    if "SLURM_JOB_ID" in os.environ and "plugins" not in cfg.trainer:
+    plugins = []
+    if "deepspeed" not in str(cfg.trainer.get("strategy")).lower():  # DeepSpeed writes its own checkpoint folders
+        plugins.append(SafeCheckpointIO())
+    if "SLURM_JOB_ID" in os.environ:
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
         # Requeueing belongs to submitit (SIGUSR2) and the Resumption callback, not to Lightning's SIGUSR1 handler.
-        extra["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    extra = {"plugins": plugins} if plugins and "plugins" not in cfg.trainer else {}
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all", **extra)
     return trainer, speed
 

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+FILE_MODE, DIR_MODE = 0o644, 0o755
+
+
+def set_permissions(directory: Path) -> None:
+    """Files under ``directory`` 0o644 and directories (itself included) 0o755, whatever the process umask, so an
+    exported model or ONNX file can be shared and served the same way by every job (symbolic links are left alone)."""
+    directory = Path(directory)
+    os.chmod(directory, DIR_MODE)
+    for root, dirs, files in os.walk(directory):
+        for name, mode in [*((d, DIR_MODE) for d in dirs), *((f, FILE_MODE) for f in files)]:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, mode)
 
 
 def export_model(module, directory: Path, state_dict: dict[str, Any] | None = None) -> Path:
@@ -19,6 +34,7 @@ def export_model(module, directory: Path, state_dict: dict[str, Any] | None = No
         state_dict = {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
     module.model.save_pretrained(directory, state_dict=state_dict)
     module.tokenizer.save_pretrained(directory)
+    set_permissions(directory)
     return directory
 
 

@@ -1,19 +1,32 @@
 """Predict with a fine-tuned model: ``python -m ftlab.predict <job dir or model dir> --input texts.txt``.
 
-Input: ``.txt`` (one text per line), ``.csv`` / ``.jsonl`` (a text column). Output: JSON lines in input order with,
-by the model's task: the predicted label name, its probability and all class probabilities (classifier); the
-entities with type, score and character offsets (token classifier); the generated continuation (causal LM).
+Input: ``.txt`` (one text per line), ``.csv`` / ``.json`` / ``.jsonl`` / ``.parquet`` (a text column). Output: JSON
+lines in input order with, by the model's task: the predicted label name, its probability and all class
+probabilities (classifier); the entities with type, score and character offsets (token classifier); the generated
+continuation (causal LM).
+
+Every argument is checked before the model loads; a problem is one line ``ftlab.predict: ...`` (exit status 1) and
+no output file is written (the output is written to a temporary file and renamed at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from ftlab.checks import DataError, FtlabError, ToolParser
+from ftlab.model_files import model_dir_problem
 from ftlab.tasks import TASKS, get_task
+
+MODEL_DIR_HELP = ("give a job directory (with model/) or an exported model directory (config.json, tokenizer files, "
+                  "model.safetensors)")
+INPUT_SUFFIXES = (".txt", ".csv", ".json", ".jsonl", ".parquet")
+INPUT_HELP = "give a .txt file (one text per line) or a .csv / .json / .jsonl / .parquet file with a text column"
 
 
 def model_dir(path: str | Path) -> Path:
@@ -22,56 +35,172 @@ def model_dir(path: str | Path) -> Path:
     return path / "model" if (path / "model" / "config.json").exists() else path
 
 
-def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
-    """Texts from a .txt (one per line), .csv or .jsonl/.json file."""
-    path = Path(path)
-    if path.suffix.lower() == ".txt":
-        return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    from ftlab.tasks.readers import read_table
+def check_model_dir(path: str | Path) -> Path:
+    """The exported model directory of a job directory or model directory, after checking that it can load:
+    ``config.json`` (a fine-tuned model of one of ftlab's tasks), tokenizer files and complete weights.
 
-    frame = read_table(str(path))
+    A problem is an ``FtlabError`` naming the path and what a valid directory holds.
+    """
+    given = Path(path)
+    if not given.exists():
+        raise FtlabError(f"{given}: no such directory; {MODEL_DIR_HELP}")
+    if not given.is_dir():
+        raise FtlabError(f"{given}: not a directory; {MODEL_DIR_HELP}")
+    root = model_dir(given)
+    if not (root / "config.json").is_file():
+        raise FtlabError(f"{given}: neither a job directory (no model/config.json) nor a model directory (no "
+                         f"config.json); {MODEL_DIR_HELP}")
+    model_task(root)  # a model of one of ftlab's tasks, with a readable config
+    if problem := model_dir_problem(root):
+        raise FtlabError(f"{root}: {problem}")
+    return root
+
+
+def read_texts(path: str | Path, text_column: str = "text", option: str = "--input") -> list[str]:
+    """Texts from a .txt (one per line, blank lines skipped), .csv, .json, .jsonl or .parquet file (a text column).
+
+    Any problem (missing file, unsupported suffix, not UTF-8, no texts, no such column, a row without text) is a
+    ``DataError`` naming ``option``, the file (and line, where it can be known) and what is valid.
+    """
+    path = Path(path)
+    where = f"{option} {path}"
+    if not path.exists():
+        raise DataError(f"{where}: no such file; {INPUT_HELP}")
+    if not path.is_file():
+        raise DataError(f"{where}: not a file; {INPUT_HELP}")
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_SUFFIXES:
+        raise DataError(f"{where}: unsupported suffix {suffix or '(none)'!r}; valid: {', '.join(INPUT_SUFFIXES)} "
+                        "(.txt: one text per line; the others: a text column)")
+    from ftlab.tasks.readers import read_table, read_text
+
+    try:
+        text = read_text(path, fix="save the file as UTF-8") if suffix != ".parquet" else None
+    except DataError as err:
+        raise DataError(f"{option} {err}") from None
+    if suffix == ".txt":
+        texts = [line for line in text.splitlines() if line.strip()]
+        if not texts:
+            raise DataError(f"{where}: no texts (the file is empty or has blank lines only); give one text per line")
+        return texts
+    if text is not None and not text.strip():
+        raise DataError(f"{where}: no texts (the file is empty); give a table with a {text_column!r} column "
+                        "(--text-column) and one text per row")
+    try:
+        frame = read_table(str(path))
+    except DataError as err:
+        raise DataError(f"{option} {err}; give a table with a {text_column!r} column (--text-column) and one text "
+                        "per row") from None
     if text_column not in frame.columns:
-        raise SystemExit(f"ftlab.predict: column {text_column!r} not in {path}; columns: {', '.join(frame.columns)}")
-    return frame[text_column].astype(str).tolist()
+        raise DataError(f"{where}: no column {text_column!r} (--text-column); columns there: "
+                        f"{', '.join(map(str, frame.columns))}")
+    column = frame[text_column]
+    for row, value in enumerate(column.tolist(), start=1):
+        if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
+            raise DataError(f"{where}: row {row} has no text in column {text_column!r}; every row needs a text")
+    return column.astype(str).tolist()
 
 
 def model_task(path: Path) -> str:
-    """The task an exported model was trained for, read from its config's architecture name."""
-    config = json.loads((path / "config.json").read_text())
-    arch = (config.get("architectures") or [""])[0]
-    return next((t.name for t in TASKS.values() if arch.endswith(t.architecture_suffix)), "text_classification")
+    """The task an exported model was trained for, read from its config's architecture name.
+
+    An architecture that no ftlab task produces (a base model without a task head, say) is an ``FtlabError``: a
+    head would be added with random weights and the predictions would be meaningless.
+    """
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise FtlabError(f"{path / 'config.json'}: not valid JSON ({err}); export the model again") from None
+    archs = config.get("architectures") if isinstance(config, dict) else None
+    for arch in archs or []:
+        for task in TASKS.values():
+            if str(arch).endswith(task.architecture_suffix):
+                return task.name
+    valid = ", ".join(f"*{t.architecture_suffix} ({t.name})" for t in TASKS.values())
+    raise FtlabError(f"{path / 'config.json'}: architectures={archs!r} is not a fine-tuned model of an ftlab task "
+                     f"(a base checkpoint without a task head?); valid: {valid}")
 
 
 def predict(model_path: str | Path, texts: list[str], batch_size: int = 32, max_length: int = 512,
             progress: bool = True, max_new_tokens: int = 64) -> Iterator[dict]:
     """Yield one prediction per text, batched: ``{"label", "score", "probs"}`` for a classifier (label names from
     the model's config), ``{"entities": [...]}`` for a token classifier, ``{"generated_text"}`` for a causal LM."""
-    path = model_dir(model_path)
+    path = check_model_dir(model_path)
     yield from get_task(model_task(path)).predict(path, texts, batch_size=batch_size, max_length=max_length,
                                                   max_new_tokens=max_new_tokens, progress=progress)
 
 
+def check_output(output: str | Path, input_path: str | Path | None = None, option: str = "--output") -> Path:
+    """An output file path that can be written: in an existing, writable directory, not a directory itself and not
+    the input file."""
+    out = Path(output)
+    if out.is_dir():
+        raise FtlabError(f"{option} {out}: is a directory; give a file path such as {out / 'preds.jsonl'}")
+    parent = out.parent
+    if not parent.is_dir():
+        raise FtlabError(f"{option} {out}: the directory {parent} does not exist; create it, or give a path in an "
+                         "existing directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FtlabError(f"{option} {out}: the directory {parent} is not writable; give a path in a writable "
+                         "directory")
+    if input_path is not None and out.exists() and out.resolve() == Path(input_path).resolve():
+        raise FtlabError(f"{option} {out}: is the --input file; give another path")
+    return out
+
+
+def _write_atomically(out: Path, lines: Iterator[str]) -> None:
+    """Write ``lines`` to a temporary file next to ``out``, renamed to ``out`` only when all were written."""
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Check every argument, then predict; problems are ``FtlabError``s."""
+    for option in ("batch_size", "max_length", "max_new_tokens"):
+        value = getattr(args, option)
+        if value <= 0:
+            raise FtlabError(f"--{option.replace('_', '-')}={value}: must be a positive integer")
+    path = check_model_dir(args.model)
+    texts = read_texts(args.input, args.text_column)
+    out = check_output(args.output, args.input) if args.output else None
+
+    from safetensors import SafetensorError
+
+    lines = (json.dumps({"text": text, **pred}) + "\n" for text, pred in
+             zip(texts, predict(path, texts, args.batch_size, args.max_length, max_new_tokens=args.max_new_tokens)))
+    try:
+        if out is None:
+            sys.stdout.writelines(lines)
+        else:
+            _write_atomically(out, lines)
+    except (OSError, SafetensorError) as err:
+        detail = " ".join(str(err).split())[:300]
+        raise FtlabError(f"{path}: predicting failed ({type(err).__name__}: {detail}); check that the model "
+                         "directory loads with transformers and that the output can be written") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ftlab.predict", description=__doc__.splitlines()[0])
+    parser = ToolParser(prog="python -m ftlab.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a job directory (uses its model/) or an exported model directory")
-    parser.add_argument("--input", required=True, help="texts: .txt (one per line), .csv or .jsonl")
+    parser.add_argument("--input", required=True, help="texts: .txt (one per line), .csv, .json, .jsonl or .parquet")
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="causal LM: tokens to generate (greedy)")
     args = parser.parse_args(argv)
-    if not (model_dir(args.model) / "config.json").exists():
-        parser.error(f"{args.model} holds no exported model (config.json)")
-    texts = read_texts(args.input, args.text_column)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        for text, pred in zip(texts, predict(args.model, texts, args.batch_size, args.max_length,
-                                                  max_new_tokens=args.max_new_tokens)):
-            out.write(json.dumps({"text": text, **pred}) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        run(args)
+    except FtlabError as err:
+        sys.exit(f"ftlab.predict: {err}")
     return 0
 
 

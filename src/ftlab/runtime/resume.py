@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ftlab.runtime.loggers import finish_loggers
+from ftlab.runtime.saved_config import check_saved_config
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,16 @@ class Resumption(L.Callback):
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # On an epoch's last batch the save waits for that epoch's validation (on_train_epoch_end): a checkpoint
+        # taken before it resumes at the next epoch and the validation, best checkpoint and early stopping of this
+        # one would be lost. Every rank sees the same batch count, so all of them wait together.
+        if batch_idx + 1 < trainer.num_training_batches:
+            self._save_if_signalled(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._save_if_signalled(trainer, pl_module)
+
+    def _save_if_signalled(self, trainer, pl_module) -> None:
         pending = self.pending
         if trainer.world_size > 1:  # every rank must take part in saving
             flag = torch.tensor([pending or 0], device=pl_module.device)
@@ -142,9 +153,10 @@ class Resumption(L.Callback):
 def resume_config(cfg):
     """For ``resume=<job dir>``: that job's saved config, writing into that job's directory again.
 
-    The saved config (``.hydra/config.yaml``) is used as is, so the continued run is the same experiment.
+    The saved config (``.hydra/config.yaml``) is used as is, so the continued run is the same experiment. It is
+    checked before anything is instantiated (``check_saved_config``): a job directory may come from someone else.
     """
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from ftlab.checks import ConfigError
 
@@ -152,11 +164,26 @@ def resume_config(cfg):
         return cfg
     job = Path(str(cfg.resume)).expanduser().resolve()
     saved = job / ".hydra" / "config.yaml"
+    if not job.is_dir():
+        raise ConfigError([f"resume={cfg.resume!r}: no such directory; give a job directory (outputs/DATE/TIME)"])
     if not saved.is_file():
         raise ConfigError([f"resume={cfg.resume!r}: not a job directory (no .hydra/config.yaml there)"])
     if last_checkpoint(job) is None:
         raise ConfigError([f"resume={cfg.resume!r}: the job has no {LAST_CHECKPOINT} to resume from"])
-    old = OmegaConf.load(saved)
+    try:
+        old = OmegaConf.load(saved)
+    except Exception as err:  # YAML syntax (yaml.YAMLError), undecodable bytes, OmegaConf's own errors
+        mark = getattr(err, "problem_mark", None)
+        detail = (f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}" if mark is not None
+                  and getattr(err, "problem", None) else " ".join(str(err).split())[:200])
+        raise ConfigError([f"resume={cfg.resume!r}: {saved} cannot be parsed ({type(err).__name__}: {detail}); "
+                           "valid: the YAML config Hydra saved for the job"]) from None
+    if not isinstance(old, DictConfig):
+        raise ConfigError([f"resume={cfg.resume!r}: {saved} is a {type(old).__name__}, not a mapping of config keys; "
+                           "valid: the YAML config Hydra saved for the job"])
+    problems = check_saved_config(OmegaConf.to_container(old, resolve=False), f"resume={cfg.resume!r}: {saved}")
+    if problems:
+        raise ConfigError(problems)
     old.output_dir = str(job)
     old.resume = str(job)
     return old

@@ -14,22 +14,33 @@ def swept_keys(sweep_dir: Path) -> list[str]:
     """Keys the sweep varies (``strategy``, ``lr``, ...), read from the sweep's ``multirun.yaml``.
 
     Hydra writes that file before launching jobs; an override with a choice list, range or sweep
-    function (``lr=1e-5,2e-5``) is a swept key, and so is every key of a search sweeper's space.
+    function (``lr=1e-5,2e-5``) is a swept key, and so is every key of a search sweeper's space, including keys that
+    only some trials set (a conditional space: ``strategy.trainable_layers`` for partial trials only).
     """
-    path = Path(sweep_dir) / "multirun.yaml"
-    if not path.exists():  # search sweepers (Optuna) write none: every job's hydra.yaml holds the space
-        path = next(iter(sorted(Path(sweep_dir).glob("*/.hydra/hydra.yaml"))), None)
-        if path is None:
-            return []
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / "multirun.yaml"
+    jobs = sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))
+    if not path.exists():  # search sweepers (Optuna) write none: every job's hydra.yaml holds the space
+        if not jobs:
+            return []
+        path = jobs[0]
     hydra_cfg = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
     task = hydra_cfg.get("overrides", {}).get("task", []) or []
     overrides = OverridesParser.create().parse_overrides(list(task))
     keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
-    # Search sweepers (Optuna) declare their space under hydra.sweeper.params.
     params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
-    return keys + [k.lstrip("+~") for k in params if k.lstrip("+~") not in keys]
+    keys += [k.lstrip("+~") for k in params if k.lstrip("+~") not in keys]
+    if params and path != sweep_dir / "multirun.yaml":
+        per_job = [{o.split("=", 1)[0].lstrip("+~") for o in _task_overrides(j) if "=" in o} for j in jobs]
+        conditional = set.union(*per_job) - set.intersection(*per_job)
+        keys += sorted(conditional - set(keys))
+    return keys
+
+
+def _task_overrides(hydra_yaml: Path) -> list[str]:
+    return ((yaml.safe_load(hydra_yaml.read_text()) or {}).get("hydra", {}).get("overrides", {}).get("task")) or []
 
 
 def job_label(overrides: list[str], keys: list[str]) -> str:

@@ -1,12 +1,13 @@
 """Sweep report: one row per job, seed aggregation and plots, written into the sweep directory.
 
 ``python -m ftlab.report <sweep dir>`` rebuilds it at any time (also for a running or interrupted sweep);
-``ReportCallback`` (a Hydra callback in ``conf/config.yaml``) rebuilds it after every job of a multirun.
+``ReportCallback`` (a Hydra callback in ``conf/config.yaml``) rebuilds it after every job of a multirun. A directory
+that is not a sweep (missing, no job directories, an unknown ``--metric``) is one line ``ftlab.report: ...`` (exit
+status 1) and no summary is written.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 
+from ftlab.checks import FtlabError, ToolParser
 from ftlab.sweeps.identity import job_label, swept_keys
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,39 @@ def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
     return ["best_val", *tests, *before, *COST_COLUMNS]
 
 
+SWEEP_HELP = ("give a sweep directory such as outputs/multirun/DATE/TIME (it holds numbered job directories with "
+              ".hydra/)")
+
+
 def _job_dirs(sweep_dir: Path) -> list[Path]:
-    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    """The sweep's job directories: numbered sub-directories that Hydra started a job in (they have ``.hydra/``)."""
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / ".hydra").is_dir()),
+                  key=lambda p: int(p.name))
+
+
+def check_sweep_dir(sweep_dir: str | Path) -> list[Path]:
+    """The job directories of ``sweep_dir``; an ``FtlabError`` naming the directory and what a sweep holds if it has
+    none (a missing path, a single job's directory, the parent of sweeps)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.exists():
+        raise FtlabError(f"{sweep_dir}: no such directory; {SWEEP_HELP}")
+    if not sweep_dir.is_dir():
+        raise FtlabError(f"{sweep_dir}: not a directory; {SWEEP_HELP}")
+    jobs = _job_dirs(sweep_dir)
+    if jobs:
+        return jobs
+    if (sweep_dir / ".hydra").is_dir():
+        raise FtlabError(f"{sweep_dir}: a single job's directory (it has .hydra/), not a sweep; {SWEEP_HELP}")
+    below = sorted(str(p) for p in [*sweep_dir.glob("*"), *sweep_dir.glob("*/*")] if p.is_dir() and _is_sweep(p))[:3]
+    hint = f"; sweeps below it: {', '.join(below)}" if below else ""
+    raise FtlabError(f"{sweep_dir}: no job directories in it; {SWEEP_HELP}{hint}")
+
+
+def _is_sweep(path: Path) -> bool:
+    try:
+        return bool(_job_dirs(path))
+    except OSError:
+        return False
 
 
 def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -174,13 +207,26 @@ def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]
     return paths
 
 
+def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
+    """``--metric`` is a test metric that some completed job has (nothing to check while none has completed)."""
+    done = [r for r in rows if r["status"] == "completed"]
+    valid = sorted({k for r in done for k, v in r.items()
+                    if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
+    if done and metric not in valid:
+        raise FtlabError(f"--metric={metric!r}: no completed job has this metric; valid: "
+                         f"{', '.join(valid) or '(none)'}")
+
+
 def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates.
 
     ``metric`` (plotted): by default the test counterpart of the jobs' monitored metric (val/f1 -> test/f1).
     """
     sweep_dir = Path(sweep_dir)
+    check_sweep_dir(sweep_dir)
     rows, keys = collect(sweep_dir)
+    if metric is not None:
+        check_metric(rows, metric)
     metric_cols = metric_columns(rows)
     agg = aggregate(rows, keys, metric_cols)
     columns = ["job", "overrides", "status", *metric_cols, "reason"]
@@ -240,13 +286,14 @@ class ReportCallback(Callback):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
+    parser = ToolParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--metric", help="metric for the plots (default: the test counterpart of the monitor)")
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        parser.error(f"{args.sweep_dir} is not a directory")
-    result = build_report(args.sweep_dir, args.metric)
+    try:
+        result = build_report(args.sweep_dir, args.metric)
+    except FtlabError as err:
+        sys.exit(f"ftlab.report: {err}")
     print((args.sweep_dir / "summary.md").read_text())
     return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0
 

@@ -26,21 +26,22 @@ COMMON_DATA_OPTIONS = ("source", "path", "val_path", "test_path", "val_size", "t
 IGNORE_INDEX = -100  # label of positions the loss and the metrics skip (padding, prompts, non-first sub-tokens)
 
 
-def read_text(path: str | Path, errors: str = "strict") -> str:
-    """A file's text, which must be UTF-8: a ``DataError`` names the file and the line of the first bad byte.
+def read_text(path: str | Path, errors: str = "strict",
+              fix: str = "save the file as UTF-8, or set data.encoding_errors=replace") -> str:
+    """A file's text, which must be UTF-8 (a byte-order mark is dropped): a ``DataError`` names the file, the line of
+    the first bad byte and ``fix``.
 
     ``errors="replace"`` (``data.encoding_errors``) reads such bytes as U+FFFD instead, with a warning naming the file.
     """
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         if errors == "replace":
             log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
-            return data.decode("utf-8", errors="replace")
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x}); save the file as UTF-8, or "
-                        "set data.encoding_errors=replace") from None
+            return data.decode("utf-8-sig", errors="replace")
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x}); {fix}") from None
 
 
 def _json_rows(path: str, text: str, lines: bool) -> list[dict]:

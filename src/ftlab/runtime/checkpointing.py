@@ -1,0 +1,79 @@
+"""Checkpoints that resume exactly: written whole or not at all, and never between an epoch's last batch and its
+validation."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ftlab.checks import FtlabError
+
+
+class CheckpointError(FtlabError):
+    """A checkpoint could not be written (disk full, directory not writable); the previous one is intact."""
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints are written to a temporary file in the same directory, flushed to disk, then renamed over
+    the target, so a target is always either the previous checkpoint or the new one, whole.
+
+    Lightning's own "atomic" save goes through an fsspec transaction whose temporary file lives in the system temp
+    directory; committing it moves it across file systems, which copies into the target in place: a full disk
+    then leaves neither the old checkpoint nor the new one. An ``OSError`` becomes one line saying what happened and
+    what is left. Remote paths (``s3://``, ...) keep Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target = Path(path)
+        tmp = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            tmp = None
+        except OSError as err:
+            raise CheckpointError(f"{target}: the checkpoint could not be written ({err.strerror or err}); any "
+                                  "previous checkpoint there is intact: free space or fix permissions, then resume"
+                                  ) from err
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+class ResumableCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` for the periodic full training state (``last.ckpt`` every N steps) that never saves between
+    an epoch's last batch and that epoch's validation.
+
+    A checkpoint taken there resumes after the epoch, skipping its validation: the best checkpoint and early
+    stopping would then differ from an uninterrupted run. When the period falls on an epoch's last batch, the save
+    waits for the end of the epoch (after its validation).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._deferred = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if due and batch_idx + 1 >= trainer.num_training_batches:
+            self._deferred = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._deferred and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._deferred = False

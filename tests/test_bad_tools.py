@@ -1,0 +1,402 @@
+"""Bad arguments to the tools (predict, onnx_export, report) and bad job directories for ``resume=``: one clear line
+each, a non-zero exit status, and nothing result-like written."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from ftlab.checks import ConfigError
+from ftlab.deploy.onnx import main as onnx_main
+from ftlab.deploy.predict import main as predict_main
+from ftlab.runtime.resume import resume_config
+from ftlab.sweeps.report import main as report_main
+from tests.helpers import compose, tiny_overrides
+
+MODEL_HELP = "job directory (with model/) or an exported model directory"
+TEXTS = ["goal team coach league", "pasta soup cheese bread", "laptop chip server cloud"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dir, tmp_path_factory):
+    """A tiny exported text classifier and token classifier (save_pretrained of the model and its tokenizer)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    root = tmp_path_factory.mktemp("exported")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    labels = ["food", "sport", "tech"]
+    built = {}
+    for name, cls in (("clf", AutoModelForSequenceClassification), ("ner", AutoModelForTokenClassification)):
+        model = cls.from_pretrained(tiny_model_dir, num_labels=3, id2label=dict(enumerate(labels)),
+                                    label2id={label: i for i, label in enumerate(labels)})
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        built[name] = root / name
+    built["base"] = tiny_model_dir
+    return built
+
+
+class Env:
+    """One case's world inside ``tmp``: a job directory with the classifier as ``job/model`` and an input file."""
+
+    def __init__(self, tmp: Path, models: dict[str, Path]):
+        self.tmp, self.models = tmp, models
+        self.job = tmp / "job"
+        self.model = self.job / "model"
+        shutil.copytree(models["clf"], self.model)
+        self.input = self.file("in.txt", "\n".join(TEXTS) + "\n")
+        self.output = tmp / "preds.jsonl"
+
+    def file(self, name: str, content: str | bytes) -> Path:
+        path = self.tmp / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        return path
+
+    def copy(self, name: str) -> Path:
+        """A private copy of a built model (``clf``, ``ner``, ``base``), as a model directory in ``tmp``."""
+        return Path(shutil.copytree(self.models[name], self.tmp / name))
+
+    def predict(self, *extra: str, model: Path | None = None, input: Path | None = None) -> list[str]:
+        return [str(model or self.job), "--input", str(input or self.input), "--output", str(self.output), *extra]
+
+    def sweep(self, *jobs: str, completed: bool = False) -> Path:
+        sweep = self.tmp / "sweep"
+        sweep.mkdir(exist_ok=True)
+        for job in jobs:
+            (sweep / job / ".hydra").mkdir(parents=True)
+            (sweep / job / ".hydra" / "config.yaml").write_text("monitor: val/acc\nstrategy: {name: full}\n")
+            (sweep / job / ".hydra" / "overrides.yaml").write_text("- strategy=full\n")
+            if completed:
+                (sweep / job / "metrics.json").write_text(json.dumps({"val/acc": 0.5, "test/acc": 0.5, "test/f1": 0.4,
+                                                                      "lr": 1e-3, "monitor": "val/acc"}))
+        return sweep
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    return path
+
+
+@dataclass
+class Case:
+    id: str
+    tool: str  # predict / onnx_export / report
+    setup: Callable[[Env], tuple[list[str], list[str]]]  # argv, fragments the message must contain
+    status: int = 1
+
+
+def _unlink(path: Path) -> Path:
+    path.unlink()
+    return path
+
+
+def after(_effect, result):
+    """``result``, once ``_effect`` (an argument, so evaluated first) has broken something."""
+    return result
+
+
+CASES = [
+    # -- predict: the model directory ----------------------------------------------------------------------------
+    Case("predict-model-missing", "predict", lambda e: (
+        e.predict(model=e.tmp / "nope"), [f"{e.tmp / 'nope'}: no such directory", MODEL_HELP])),
+    Case("predict-model-is-a-file", "predict", lambda e: (
+        e.predict(model=e.input), [f"{e.input}: not a directory", MODEL_HELP])),
+    Case("predict-neither-job-nor-model-dir", "predict", lambda e: (
+        e.predict(model=after((e.tmp / "empty").mkdir(), e.tmp / "empty")),
+        [f"{e.tmp / 'empty'}: neither a job directory (no model/config.json) nor a model directory", MODEL_HELP])),
+    Case("predict-base-model-without-head", "predict", lambda e: (
+        e.predict(model=e.copy("base")), [f"{e.tmp / 'base' / 'config.json'}: architectures=['BertModel']",
+                                          "valid: *ForSequenceClassification (text_classification)"])),
+    Case("predict-config-not-json", "predict", lambda e: (
+        after((e.model / "config.json").write_text("{broken"), e.predict()),
+        [f"{e.model / 'config.json'}: not valid JSON", "export the model again"])),
+    Case("predict-no-tokenizer-files", "predict", lambda e: (
+        after(_unlink(e.model / "tokenizer.json"), e.predict()),
+        [f"{e.model}: no tokenizer files", "valid: one of tokenizer.json, vocab.txt"])),
+    Case("predict-no-weights", "predict", lambda e: (
+        after(_unlink(e.model / "model.safetensors"), e.predict()),
+        [f"{e.model}: no weights", "valid: model.safetensors or pytorch_model.bin"])),
+    Case("predict-truncated-safetensors", "predict", lambda e: (
+        after(_truncate(e.model / "model.safetensors"), e.predict()),
+        [f"{e.model}: model.safetensors is truncated or corrupt", "re-export the checkpoint"])),
+    Case("predict-corrupt-safetensors", "predict", lambda e: (
+        after((e.model / "model.safetensors").write_bytes(b"\xff" * 64), e.predict()),
+        [f"{e.model}: model.safetensors is truncated or corrupt", "re-export the checkpoint"])),
+    Case("predict-corrupt-pytorch-bin", "predict", lambda e: (
+        after((_unlink(e.model / "model.safetensors"), (e.model / "pytorch_model.bin").write_bytes(b"PK\x03\x04 cut")),
+              e.predict()),
+        [f"{e.model}: pytorch_model.bin is truncated or corrupt", "re-export the checkpoint"])),
+    # -- predict: the input file ---------------------------------------------------------------------------------
+    Case("predict-input-missing", "predict", lambda e: (
+        e.predict(input=e.tmp / "missing.txt"),
+        [f"--input {e.tmp / 'missing.txt'}: no such file", "give a .txt file (one text per line)"])),
+    Case("predict-input-is-a-directory", "predict", lambda e: (
+        e.predict(input=e.tmp), [f"--input {e.tmp}: not a file", "give a .txt file"])),
+    Case("predict-input-empty", "predict", lambda e: (
+        e.predict(input=e.file("empty.txt", "")),
+        [f"--input {e.tmp / 'empty.txt'}: no texts", "give one text per line"])),
+    Case("predict-input-blank-lines-only", "predict", lambda e: (
+        e.predict(input=e.file("blank.txt", "\n  \n\n")),
+        [f"--input {e.tmp / 'blank.txt'}: no texts", "give one text per line"])),
+    Case("predict-input-not-utf8", "predict", lambda e: (
+        e.predict(input=e.file("latin1.txt", "goal team\ncaf\xe9 news\n".encode("latin-1"))),
+        [f"--input {e.tmp / 'latin1.txt'}:2: not UTF-8 text (byte 0xe9)", "save the file as UTF-8"])),
+    Case("predict-csv-without-text-column", "predict", lambda e: (
+        e.predict(input=e.file("in.csv", "review\ngoal team\n")),
+        [f"--input {e.tmp / 'in.csv'}: no column 'text' (--text-column)", "columns there: review"])),
+    Case("predict-csv-header-only", "predict", lambda e: (
+        e.predict(input=e.file("header.csv", "text\n")),
+        [f"--input {e.tmp / 'header.csv'}: no rows", "a table with a 'text' column (--text-column) and one text "
+                                                     "per row"])),
+    Case("predict-csv-row-without-text", "predict", lambda e: (
+        e.predict(input=e.file("gap.csv", "text,id\ngoal team,1\n,2\n")),
+        [f"--input {e.tmp / 'gap.csv'}: row 2 has no text in column 'text'", "every row needs a text"])),
+    Case("predict-jsonl-broken-line", "predict", lambda e: (
+        e.predict(input=e.file("in.jsonl", '{"text": "goal"}\n{"text": \n')),
+        [f"--input {e.tmp / 'in.jsonl'}:2: not valid JSON", "one text per row"])),
+    Case("predict-input-unsupported-suffix", "predict", lambda e: (
+        e.predict(input=e.file("in.docx", "goal team\n")),
+        [f"--input {e.tmp / 'in.docx'}: unsupported suffix '.docx'", "valid: .txt, .csv, .json, .jsonl, .parquet"])),
+    # -- predict: the other arguments ----------------------------------------------------------------------------
+    Case("predict-batch-size-zero", "predict", lambda e: (
+        e.predict("--batch-size", "0"), ["--batch-size=0: must be a positive integer"])),
+    Case("predict-batch-size-negative", "predict", lambda e: (
+        e.predict("--batch-size", "-4"), ["--batch-size=-4: must be a positive integer"])),
+    Case("predict-max-length-zero", "predict", lambda e: (
+        e.predict("--max-length", "0"), ["--max-length=0: must be a positive integer"])),
+    Case("predict-batch-size-not-a-number", "predict", lambda e: (
+        e.predict("--batch-size", "many"), ["argument --batch-size: invalid int value: 'many'", "--help"]), status=2),
+    Case("predict-input-not-given", "predict", lambda e: (
+        [str(e.job)], ["the following arguments are required: --input", "--help"]), status=2),
+    Case("predict-output-dir-missing", "predict", lambda e: (
+        [str(e.job), "--input", str(e.input), "--output", str(e.tmp / "no" / "preds.jsonl")],
+        [f"--output {e.tmp / 'no' / 'preds.jsonl'}: the directory {e.tmp / 'no'} does not exist",
+         "give a path in an existing directory"])),
+    Case("predict-output-is-a-directory", "predict", lambda e: (
+        [str(e.job), "--input", str(e.input), "--output", str(e.tmp)],
+        [f"--output {e.tmp}: is a directory", "give a file path"])),
+    # -- onnx_export ---------------------------------------------------------------------------------------------
+    Case("onnx-model-missing", "onnx_export", lambda e: (
+        [str(e.tmp / "nope")], [f"{e.tmp / 'nope'}: no such directory", MODEL_HELP])),
+    Case("onnx-neither-job-nor-model-dir", "onnx_export", lambda e: (
+        [str(after((e.tmp / "empty").mkdir(), e.tmp / "empty"))], [f"{e.tmp / 'empty'}: neither a job directory",
+                                                                    MODEL_HELP])),
+    Case("onnx-token-classifier", "onnx_export", lambda e: (
+        [str(e.copy("ner"))], [f"{e.tmp / 'ner'}: a token_classification model",
+                               "implemented for text_classification (*ForSequenceClassification) models only"])),
+    Case("onnx-base-model-without-head", "onnx_export", lambda e: (
+        [str(e.copy("base"))], ["architectures=['BertModel']", "valid: *ForSequenceClassification"])),
+    Case("onnx-no-weights", "onnx_export", lambda e: (
+        after(_unlink(e.model / "model.safetensors"), [str(e.job)]), [f"{e.model}: no weights"])),
+    Case("onnx-truncated-safetensors", "onnx_export", lambda e: (
+        after(_truncate(e.model / "model.safetensors"), [str(e.job)]),
+        [f"{e.model}: model.safetensors is truncated or corrupt"])),
+    Case("onnx-input-missing", "onnx_export", lambda e: (
+        [str(e.job), "--input", str(e.tmp / "missing.txt")], [f"--input {e.tmp / 'missing.txt'}: no such file"])),
+    Case("onnx-output-is-a-file", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(e.input)], [f"--output {e.input}: exists and is not a directory",
+                                                 "give a directory"])),
+    # -- report --------------------------------------------------------------------------------------------------
+    Case("report-dir-missing", "report", lambda e: (
+        [str(e.tmp / "nope")], [f"{e.tmp / 'nope'}: no such directory", "give a sweep directory"])),
+    Case("report-dir-is-a-file", "report", lambda e: (
+        [str(e.input)], [f"{e.input}: not a directory", "give a sweep directory"])),
+    Case("report-no-job-dirs", "report", lambda e: (
+        after([(e.tmp / "sweep" / d).mkdir(parents=True) for d in ("3", "notes")], [str(e.tmp / "sweep")]),
+        [f"{e.tmp / 'sweep'}: no job directories in it", "numbered job directories with .hydra/"])),
+    Case("report-single-job-dir", "report", lambda e: (
+        [str(e.sweep("0") / "0")], [f"{e.tmp / 'sweep' / '0'}: a single job's directory", "give a sweep directory"])),
+    Case("report-parent-of-sweeps", "report", lambda e: (
+        after(e.sweep("0"), [str(e.tmp)]), [f"{e.tmp}: no job directories in it",
+                                            f"sweeps below it: {e.tmp / 'sweep'}"])),
+    Case("report-unknown-metric", "report", lambda e: (
+        [str(e.sweep("0", completed=True)), "--metric", "test/bleu"],
+        ["--metric='test/bleu': no completed job has this metric", "valid: test/acc, test/f1"])),
+]
+
+MAINS = {"predict": predict_main, "onnx_export": onnx_main, "report": report_main}
+RESULTS = ("preds.jsonl", "onnx", "summary.md", "summary.csv", "summary_seeds.csv")
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*")}
+
+
+def run_tool(tool: str, argv: list[str], capsys) -> tuple[int, str]:
+    """The exit status and the message of a tool that must fail (in process, as ``python -m`` runs it)."""
+    with pytest.raises(SystemExit) as exc:
+        MAINS[tool](argv)
+    code = exc.value.code
+    if isinstance(code, str):  # sys.exit("ftlab.<tool>: ...") prints the message and exits with status 1
+        return 1, code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_tool_argument_is_one_clear_line_and_writes_nothing(case, models, tmp_path, capsys):
+    env = Env(tmp_path, models)
+    argv, fragments = case.setup(env)
+    before = _files(tmp_path)
+    status, message = run_tool(case.tool, argv, capsys)
+    assert status == case.status != 0
+    message = message.rstrip("\n")
+    assert "\n" not in message and message.startswith(f"ftlab.{case.tool}: "), message
+    assert "Traceback" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert _files(tmp_path) == before  # nothing written: no output, no temporary file left behind
+    assert not [p for p in tmp_path.rglob("*") if p.name in RESULTS]
+
+
+def test_the_catalogue_covers_every_tool():
+    assert len(CASES) >= 18 and {c.tool for c in CASES} == set(MAINS)
+
+
+def test_predict_works_on_the_same_fixture(models, tmp_path):
+    """The control: the unbroken job directory predicts, so the failures above come from what each case broke."""
+    env = Env(tmp_path, models)
+    assert predict_main(env.predict("--batch-size", "2")) == 0
+    preds = [json.loads(line) for line in env.output.read_text().splitlines()]
+    assert [p["text"] for p in preds] == TEXTS and all(set(p["probs"]) == {"food", "sport", "tech"} for p in preds)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".preds")] == []  # no temporary file left
+
+
+def test_exported_model_has_shareable_permissions_whatever_the_umask(models, tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ftlab.deploy.export import export_model
+
+    module = SimpleNamespace(model=AutoModelForSequenceClassification.from_pretrained(models["clf"]),
+                             tokenizer=AutoTokenizer.from_pretrained(models["clf"]))
+    old = os.umask(0o077)
+    try:
+        out = export_model(module, tmp_path / "job" / "model")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert "model.safetensors" in modes and "tokenizer.json" in modes
+    assert modes == {name: 0o755 if (out.parent / name).is_dir() or name == "model" else 0o644 for name in modes}
+
+
+# -- resume=<job dir> ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def saved_config(tiny_model_dir, tiny_csv, tmp_path_factory):
+    """A genuine job config as Hydra saves it (unresolved), with a user's own callback added on the command line."""
+    out = tmp_path_factory.mktemp("saved-job")
+    cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, out, "logger=csv", "trainer=fsdp",
+                                 "trainer.strategy._target_=tests.cpu_strategies.CPUFSDPStrategy",
+                                 "+callbacks.killer._target_=tests.helpers.SignalAt", "+callbacks.killer.step=7"))
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def fake_job(root: Path, config: dict | str | None, checkpoint: bool = True) -> Path:
+    """A job directory with ``.hydra/config.yaml`` (a dict, raw text, or none) and ``checkpoints/last.ckpt``."""
+    root.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (root / ".hydra").mkdir()
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+        (root / ".hydra" / "config.yaml").write_text(text)
+    if checkpoint:
+        (root / "checkpoints").mkdir()
+        (root / "checkpoints" / "last.ckpt").write_bytes(b"")
+    return root
+
+
+def _set(config: dict, dotted: str, value) -> dict:
+    """A copy of ``config`` with ``dotted`` set to ``value`` (missing or null parents become mappings)."""
+    config = copy.deepcopy(config)
+    node = config
+    *parents, last = dotted.split(".")
+    for key in parents:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[last] = value
+    return config
+
+
+# Targets that ftlab's conf/ files use (the allowlist is read from them), which a refusal must list.
+ALLOWED_SAMPLE = ["lightning.Trainer", "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "lightning.pytorch.loggers.CSVLogger", "lightning.pytorch.loggers.WandbLogger",
+                  "lightning.pytorch.strategies.FSDPStrategy", "torch.optim.AdamW"]
+
+RESUME_CASES = {
+    "missing-dir": (lambda tmp, c: tmp / "nope", ["no such directory", "give a job directory"]),
+    "not-a-job-dir": (lambda tmp, c: fake_job(tmp / "job", None),
+                      ["not a job directory (no .hydra/config.yaml there)"]),
+    "no-last-checkpoint": (lambda tmp, c: fake_job(tmp / "job", c, checkpoint=False),
+                           ["the job has no checkpoints/last.ckpt to resume from"]),
+    "config-not-yaml": (lambda tmp, c: fake_job(tmp / "job", "model: {broken\n  - ["),
+                        ["config.yaml cannot be parsed (ParserError: line 2, column 5: expected ',' or '}', "
+                         "but got '['",
+         "valid: the YAML config Hydra saved for the job"]),
+    "config-not-a-mapping": (lambda tmp, c: fake_job(tmp / "job", "- a\n- b\n"),
+                             ["is a ListConfig, not a mapping of config keys"]),
+    "logger-target-os-system": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "logger", {"evil": {"_target_": "os.system",
+                                                                          "command": "echo pwned"}})),
+        ["logger.evil._target_='os.system', a target ftlab's configs do not use; allowed: ", *ALLOWED_SAMPLE,
+         ", or a subclass of lightning.pytorch.loggers.Logger"]),
+    "callback-target-function": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "callbacks.x", {"_target_": "subprocess.run", "args": "ls"})),
+        ["callbacks.x._target_='subprocess.run'", "or a subclass of lightning.pytorch.callbacks.Callback"]),
+    "nested-target-in-callback-arguments": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "callbacks.model_checkpoint.dirpath",
+                                                  {"_target_": "builtins.eval", "_args_": ["1"]})),
+        ["callbacks.model_checkpoint.dirpath._target_='builtins.eval'", "allowed: ", *ALLOWED_SAMPLE]),
+    "trainer-target-replaced": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "trainer._target_", "os.system")),
+        ["trainer._target_='os.system'", "allowed: ", *ALLOWED_SAMPLE]),
+    "target-from-an-interpolation": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "optimizer._target_", "${oc.env:EVIL_TARGET}")),
+        ["optimizer._target_='${oc.env:EVIL_TARGET}'", "or a subclass of torch.optim.Optimizer"]),
+    "trust-remote-code": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "model.trust_remote_code", True)),
+        ["model.trust_remote_code=True", "valid: false (or absent)"]),
+}
+
+
+@pytest.mark.parametrize("name", list(RESUME_CASES))
+def test_bad_resume_directory_is_one_clear_line(name, saved_config, tmp_path):
+    make, fragments = RESUME_CASES[name]
+    job = make(tmp_path, saved_config)
+    with pytest.raises(ConfigError) as exc:
+        resume_config(OmegaConf.create({"resume": str(job)}))
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(f"resume='{job}': "), message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_resume_refuses_a_foreign_target_before_instantiating_anything(saved_config, tmp_path):
+    from ftlab.train import train
+
+    marker = tmp_path / "pwned"
+    job = fake_job(tmp_path / "job", _set(saved_config, "logger", {"evil": {"_target_": "os.system",
+                                                                             "command": f"touch {marker}"}}))
+    with pytest.raises(ConfigError, match=r"logger\.evil\._target_='os\.system'"):
+        train(OmegaConf.create({"resume": str(job)}))
+    assert not marker.exists()
+    assert sorted(p.name for p in job.iterdir()) == [".hydra", "checkpoints"]  # nothing written into the job
+
+
+def test_resume_accepts_a_genuine_saved_config(saved_config, tmp_path):
+    job = fake_job(tmp_path / "job", saved_config)
+    cfg = resume_config(OmegaConf.create({"resume": str(job)}))
+    assert cfg.output_dir == cfg.resume == str(job.resolve())
+    assert cfg.callbacks.killer._target_ == "tests.helpers.SignalAt"  # a user's own Lightning callback
+    assert cfg.trainer.strategy._target_ == "tests.cpu_strategies.CPUFSDPStrategy"  # a Lightning strategy
+    assert cfg.logger.csv._target_ == "lightning.pytorch.loggers.CSVLogger"
