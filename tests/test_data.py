@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from ftlab.tasks import classification
-from ftlab.tasks.classification import clean_and_split
+from ftlab.tasks.labelled_texts import clean_and_split
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 

@@ -15,18 +15,26 @@ pytestmark = pytest.mark.slow
 RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true"]
 
 
-def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_path):
+# Step 8 of 12 is mid second epoch; step 6 is the first epoch's last batch, where the save waits for that epoch's
+# validation (a checkpoint taken before it would resume without it, and best.ckpt could differ).
+@pytest.mark.parametrize("signal_step,stopped_at", [
+    (7, 8),
+    # Known bug, open: a save on the first epoch's last batch resumes with val/loss 1.0414 vs 0.9761 uninterrupted,
+    # with the save at the batch or deferred to the epoch's end alike. strict: this fails the suite once it is fixed.
+    pytest.param(5, 6, marks=pytest.mark.xfail(strict=True, reason="resume from an epoch-boundary save differs")),
+])
+def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_path, signal_step, stopped_at):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     base = tiny_overrides(tiny_model_dir, tiny_csv, whole, *RUN) + ["logger=wandb"]
     proc = run_cli(*base, f"hydra.run.dir={whole}")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    # SIGTERM before step 8 of 12 (mid second epoch): the batch finishes, last.ckpt is saved, the run stops.
-    killer = ["+callbacks.killer._target_=tests.helpers.SignalAt", "+callbacks.killer.step=7"]
+    # SIGTERM during a step: the batch finishes, last.ckpt is saved, the run stops.
+    killer = ["+callbacks.killer._target_=tests.helpers.SignalAt", f"+callbacks.killer.step={signal_step}"]
     cut_args = [a.replace(str(whole), str(cut)) for a in base] + killer
     proc = run_cli(*cut_args, f"hydra.run.dir={cut}")
     assert proc.returncode == 1
-    assert "ftlab: interrupted: SIGTERM at step 8" in proc.stderr
+    assert f"ftlab: interrupted: SIGTERM at step {stopped_at}" in proc.stderr
     assert f"continue with: python run.py resume={cut}" in proc.stderr
     assert (cut / "checkpoints" / "last.ckpt").exists() and not (cut / "metrics.json").exists()
 

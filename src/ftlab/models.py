@@ -55,8 +55,9 @@ def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s once into %s", source, target)
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32,
+                                                 trust_remote_code=False)
     # save_pretrained refuses a model that still looks quantised; its weights are plain fp32 tensors now.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 
 from ftlab.checks import FtlabError, ToolParser
-from ftlab.sweeps.identity import job_label, swept_keys
+from ftlab.sweeps.plots import plot
+from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect
 
 log = logging.getLogger(__name__)
 
@@ -37,73 +35,6 @@ def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
                                                              and k not in TEST_ORDER)
     before = [f"before/{k}" for k in tests if f"before/{k}" in present]
     return ["best_val", *tests, *before, *COST_COLUMNS]
-
-
-SWEEP_HELP = ("give a sweep directory such as outputs/multirun/DATE/TIME (it holds numbered job directories with "
-              ".hydra/)")
-
-
-def _job_dirs(sweep_dir: Path) -> list[Path]:
-    """The sweep's job directories: numbered sub-directories that Hydra started a job in (they have ``.hydra/``)."""
-    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / ".hydra").is_dir()),
-                  key=lambda p: int(p.name))
-
-
-def check_sweep_dir(sweep_dir: str | Path) -> list[Path]:
-    """The job directories of ``sweep_dir``; an ``FtlabError`` naming the directory and what a sweep holds if it has
-    none (a missing path, a single job's directory, the parent of sweeps)."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.exists():
-        raise FtlabError(f"{sweep_dir}: no such directory; {SWEEP_HELP}")
-    if not sweep_dir.is_dir():
-        raise FtlabError(f"{sweep_dir}: not a directory; {SWEEP_HELP}")
-    jobs = _job_dirs(sweep_dir)
-    if jobs:
-        return jobs
-    if (sweep_dir / ".hydra").is_dir():
-        raise FtlabError(f"{sweep_dir}: a single job's directory (it has .hydra/), not a sweep; {SWEEP_HELP}")
-    below = sorted(str(p) for p in [*sweep_dir.glob("*"), *sweep_dir.glob("*/*")] if p.is_dir() and _is_sweep(p))[:3]
-    hint = f"; sweeps below it: {', '.join(below)}" if below else ""
-    raise FtlabError(f"{sweep_dir}: no job directories in it; {SWEEP_HELP}{hint}")
-
-
-def _is_sweep(path: Path) -> bool:
-    try:
-        return bool(_job_dirs(path))
-    except OSError:
-        return False
-
-
-def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per job directory: swept values, status (completed / failed / running), metrics."""
-    keys = swept_keys(sweep_dir)
-    rows = []
-    for job in _job_dirs(sweep_dir):
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if (
-            job / ".hydra" / "overrides.yaml").exists() else []
-        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (
-            job / ".hydra" / "config.yaml").exists() else {}
-        row: dict[str, Any] = {"job": int(job.name), "overrides": job_label(overrides, keys) or ",".join(overrides)}
-        for key in keys:
-            row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
-        row["strategy_name"] = (config.get("strategy") or {}).get("name")
-        if (job / "metrics.json").exists():
-            metrics = json.loads((job / "metrics.json").read_text())
-            monitor = metrics.get("monitor", config.get("monitor", "val/acc"))
-            row.update(status="completed", reason="", monitor=monitor, best_val=metrics.get(monitor),
-                       lr_value=metrics.get("lr"),  # what the optimizer trained with
-                       trainable_pct=100 * metrics.get("params/trainable_fraction", float("nan")),
-                       train_time_s=metrics.get("train_time_s"), samples_per_s=metrics.get("train_samples_per_s"),
-                       peak_memory_mb=metrics.get("peak_memory_mb"))
-            row.update({k: v for k, v in metrics.items()
-                        if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
-        elif (job / "failure.json").exists():
-            failure = json.loads((job / "failure.json").read_text())
-            row.update(status="failed", reason=failure.get("reason", ""))
-        else:
-            row.update(status="running", reason="no metrics.json yet (running or interrupted)")
-        rows.append(row)
-    return rows, keys
 
 
 def aggregate(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
@@ -149,64 +80,6 @@ def _write_rows(path: Path, rows: list[dict[str, Any]], fields: list[str] | None
         writer.writerows(rows)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so concurrent jobs never leave a half-written report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]:
-    """PNG plots: test metric by strategy and lr; metric vs trainable fraction; metric vs train time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = [r for r in rows if r["status"] == "completed" and isinstance(r.get(metric), (int, float))]
-    if not done:
-        return []
-    paths = []
-    strategies = sorted({str(r["strategy_name"]) for r in done})
-    lrs = sorted({r["lr_value"] for r in done if r["lr_value"] is not None})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    width = 0.8 / max(len(lrs), 1)
-    for j, lr in enumerate(lrs):
-        heights, errors = [], []
-        for s in strategies:
-            vals = [r[metric] for r in done if str(r["strategy_name"]) == s and r["lr_value"] == lr]
-            heights.append(statistics.fmean(vals) if vals else 0.0)
-            errors.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
-        ax.bar([i + j * width for i in range(len(strategies))], heights, width, yerr=errors, capsize=3,
-               label=f"lr={lr:g}")
-    ax.set_xticks([i + width * (len(lrs) - 1) / 2 for i in range(len(strategies))], strategies)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by strategy and lr (mean ± std over seeds)")
-    ax.legend()
-    paths.append(sweep_dir / "plot_metric_by_strategy_lr.png")
-    for x_key, x_label, name in (("trainable_pct", "trainable parameters (%)", "plot_metric_vs_trainable.png"),
-                                 ("train_time_s", "train time (s)", "plot_metric_vs_train_time.png")):
-        fig2, ax2 = plt.subplots(figsize=(6, 4))
-        for s in strategies:
-            pts = [(r[x_key], r[metric]) for r in done if str(r["strategy_name"]) == s and r.get(x_key) is not None]
-            ax2.scatter([p[0] for p in pts], [p[1] for p in pts], label=s)
-        ax2.set_xlabel(x_label)
-        ax2.set_ylabel(metric)
-        ax2.legend()
-        paths.append(sweep_dir / name)
-        _atomic_write(paths[-1], lambda p, f=fig2: f.savefig(p, format="png", dpi=100, bbox_inches="tight"))
-        plt.close(fig2)
-    _atomic_write(paths[0], lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(fig)
-    return paths
-
-
 def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
     """``--metric`` is a test metric that some completed job has (nothing to check while none has completed)."""
     done = [r for r in rows if r["status"] == "completed"]
@@ -236,13 +109,13 @@ def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, 
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed", "running")}
 
     fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
-    _atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
+    atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
     text = [f"# Sweep {sweep_dir}", "",
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
             f"swept: {', '.join(keys) or '(none)'}; best_val is the job's monitored validation metric.", "",
             markdown_table(rows, columns)]
     if agg:
-        _atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
+        atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
         shown = [c for c in metric_cols if f"{c} mean" in agg[0]]
         pretty = [{"overrides": a["overrides"], "seeds": a["seeds"],
                    **{c: f"{_fmt(a[f'{c} mean'])} ± {_fmt(a[f'{c} std'])}" for c in shown if f"{c} mean" in a}}
@@ -250,7 +123,7 @@ def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, 
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
     plots = plot(rows, metric, sweep_dir)
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
-    _atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
+    atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     return {"rows": rows, "aggregate": agg, "plots": plots}
 
 

@@ -1,0 +1,93 @@
+"""A sweep directory: its job directories, one row per job read from them, and atomic writes into it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ftlab.checks import FtlabError
+from ftlab.sweeps.identity import job_label, swept_keys
+
+SWEEP_HELP = ("give a sweep directory such as outputs/multirun/DATE/TIME (it holds numbered job directories with "
+              ".hydra/)")
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's job directories: numbered sub-directories that Hydra started a job in (they have ``.hydra/``)."""
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / ".hydra").is_dir()),
+                  key=lambda p: int(p.name))
+
+
+def check_sweep_dir(sweep_dir: str | Path) -> list[Path]:
+    """The job directories of ``sweep_dir``; an ``FtlabError`` naming the directory and what a sweep holds if it has
+    none (a missing path, a single job's directory, the parent of sweeps)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.exists():
+        raise FtlabError(f"{sweep_dir}: no such directory; {SWEEP_HELP}")
+    if not sweep_dir.is_dir():
+        raise FtlabError(f"{sweep_dir}: not a directory; {SWEEP_HELP}")
+    jobs = job_dirs(sweep_dir)
+    if jobs:
+        return jobs
+    if (sweep_dir / ".hydra").is_dir():
+        raise FtlabError(f"{sweep_dir}: a single job's directory (it has .hydra/), not a sweep; {SWEEP_HELP}")
+    below = sorted(str(p) for p in [*sweep_dir.glob("*"), *sweep_dir.glob("*/*")] if p.is_dir() and _is_sweep(p))[:3]
+    hint = f"; sweeps below it: {', '.join(below)}" if below else ""
+    raise FtlabError(f"{sweep_dir}: no job directories in it; {SWEEP_HELP}{hint}")
+
+
+def _is_sweep(path: Path) -> bool:
+    try:
+        return bool(job_dirs(path))
+    except OSError:
+        return False
+
+
+def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per job directory: swept values, status (completed / failed / running), metrics."""
+    keys = swept_keys(sweep_dir)
+    rows = []
+    for job in job_dirs(sweep_dir):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if (
+            job / ".hydra" / "overrides.yaml").exists() else []
+        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (
+            job / ".hydra" / "config.yaml").exists() else {}
+        row: dict[str, Any] = {"job": int(job.name), "overrides": job_label(overrides, keys) or ",".join(overrides)}
+        for key in keys:
+            row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
+        row["strategy_name"] = (config.get("strategy") or {}).get("name")
+        if (job / "metrics.json").exists():
+            metrics = json.loads((job / "metrics.json").read_text())
+            monitor = metrics.get("monitor", config.get("monitor", "val/acc"))
+            row.update(status="completed", reason="", monitor=monitor, best_val=metrics.get(monitor),
+                       lr_value=metrics.get("lr"),  # what the optimizer trained with
+                       trainable_pct=100 * metrics.get("params/trainable_fraction", float("nan")),
+                       train_time_s=metrics.get("train_time_s"), samples_per_s=metrics.get("train_samples_per_s"),
+                       peak_memory_mb=metrics.get("peak_memory_mb"))
+            row.update({k: v for k, v in metrics.items()
+                        if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
+        elif (job / "failure.json").exists():
+            failure = json.loads((job / "failure.json").read_text())
+            row.update(status="failed", reason=failure.get("reason", ""))
+        else:
+            row.update(status="running", reason="no metrics.json yet (running or interrupted)")
+        rows.append(row)
+    return rows, keys
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename, so concurrent jobs never leave a half-written report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
