@@ -1,10 +1,11 @@
-"""Full vs partial fine-tuning: step time and optimizer memory of each freezing strategy against its floor.
+"""Full, partial and adapter fine-tuning: step time and optimizer memory of each strategy against its floor.
 
 With the top k of L blocks trainable, backward computes weight gradients for k blocks and input gradients down to
 the lowest trainable block, so a step should cost about (1 + 2k/L)/3 of a full step (forward = 1/3 of a full
-step, each block's backward = 2/3 split evenly across blocks), plus the head. BitFit needs input gradients
-through every block but almost no weight gradients: (1 + L/L)/3. Optimizer state is measured from the tensors
-AdamW actually holds.
+step, each block's backward = 2/3 split evenly between input and weight gradients), plus the head. BitFit, LoRA
+and IA3 on every block need input gradients through every block but almost no weight gradients: (1 + L/L)/3;
+LoRA on the top k blocks: (1 + k/L)/3 (LoRA's own low-rank products are not counted). Optimizer state is measured
+from the tensors AdamW actually holds.
 
     python benchmarks/strategies.py --steps 8 --warmup 2 --repeats 3
 """
@@ -15,13 +16,16 @@ from __future__ import annotations
 import torch
 from common import benchmark_parser, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 
+L = 6  # MiniLM's blocks
+# name -> (strategy config, floor: the fraction of a full step's work that the strategy cannot skip)
 STRATEGIES = {
-    "full": ({"name": "full"}, None),
-    "partial k=1": ({"name": "partial", "trainable_layers": 1}, 1),
-    "partial k=2": ({"name": "partial", "trainable_layers": 2}, 2),
-    "partial k=3": ({"name": "partial", "trainable_layers": 3}, 3),
-    "head_only": ({"name": "head_only"}, 0),
-    "bitfit": ({"name": "bitfit"}, "bitfit"),
+    "full": ({"name": "full"}, 1.0),
+    **{f"partial k={k}": ({"name": "partial", "trainable_layers": k}, (1 + 2 * k / L) / 3) for k in (1, 2, 3)},
+    "head_only": ({"name": "head_only"}, 1 / 3),
+    "bitfit": ({"name": "bitfit"}, 2 / 3),
+    "lora r=8": ({"name": "lora", "r": 8, "dropout": 0.1}, 2 / 3),
+    "lora r=8 top 2": ({"name": "lora", "r": 8, "dropout": 0.1, "layers": 2}, (1 + 2 / L) / 3),
+    "ia3": ({"name": "ia3"}, 2 / 3),
 }
 
 
@@ -47,12 +51,10 @@ def main(argv=None) -> None:
         for name in names:
             seconds, memory[name], trainable[name] = run(STRATEGIES[name][0], batches, labels, args.warmup)
             step[name].append(seconds)
-    layers = 6
     full = median(step["full"]) if "full" in step else None
     rows = []
     for name in names:
-        k = STRATEGIES[name][1]
-        floor = 1.0 if k is None else 2 / 3 if k == "bitfit" else (1 + 2 * k / layers) / 3
+        floor = STRATEGIES[name][1]
         ratio = median(step[name]) / full if full else float("nan")
         rows.append({"strategy": name, "step ms (median)": 1000 * median(step[name]), "vs full": ratio,
                      "floor": floor, "vs floor": ratio / floor, "trainable": trainable[name],

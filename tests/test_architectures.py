@@ -73,7 +73,7 @@ def test_parts_are_found(arch):
 def test_partial_top_block_trains_and_steps_change_exactly_it(arch):
     _, _, stack, n_blocks, head = ARCHITECTURES[arch]
     model = build(arch)
-    trainable = apply_strategy(model, {"name": "partial", "trainable_layers": 1}).trainable
+    trainable = apply_strategy(model, {"name": "partial", "trainable_layers": 1})[1].trainable
     names = [n for n, _ in model.named_parameters()]
     assert trainable == head | {n for n in names if n.startswith(f"{stack}.{n_blocks - 1}.")}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -102,5 +102,34 @@ def test_unanalysable_architecture_names_its_class_and_pattern_still_works():
         find_parts(model)
     with pytest.raises(ArchitectureError, match="NoBlocks"):
         apply_strategy(model, {"name": "partial", "trainable_layers": 1})
-    selection = apply_strategy(model, {"name": "pattern", "train": ["classifier", r"encoder\.1\."], "freeze": ["bias"]})
+    _, selection = apply_strategy(model, {"name": "pattern", "train": ["classifier", r"encoder\.1\."], "freeze": ["bias"]})
     assert selection.trainable == {"classifier.weight", "encoder.1.weight"}
+
+
+# Linear layers inside one block, found generically (GPT-2's are transposed Conv1D layers).
+BLOCK_LINEARS = {"bert": 6, "roberta": 6, "distilbert": 6, "electra": 6, "albert": 6, "gpt2": 4, "llama": 7}
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("strategy", [{"name": "lora", "r": 2}, {"name": "ia3"}])
+def test_adapters_find_their_layers_and_a_step_changes_only_them(arch, strategy):
+    _, _, _, n_blocks, head = ARCHITECTURES[arch]
+    model, selection = apply_strategy(build(arch), strategy)
+    adapted = {n.split(".lora_")[0].split(".ia3_l")[0] for n in selection.added}
+    if strategy["name"] == "lora":  # every linear layer of every block
+        assert len(adapted) == n_blocks * BLOCK_LINEARS[arch]
+    else:  # keys, values and the feed-forward output of every block (GPT-2: the fused qkv and the MLP output)
+        assert len(adapted) >= (2 if arch == "gpt2" else 3) * n_blocks
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # Adam: every weight with a non-zero gradient moves by about lr, however small the gradient (query and key
+    # gradients are tiny while attention is near uniform).
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]]), "labels": torch.tensor([0, 2])}
+    for _ in range(2):  # lora_B starts at zero: the second step moves lora_A too
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == selection.trainable
+    assert {n.split("modules_to_save.default.")[0] + n.split("modules_to_save.default.")[1] for n in changed
+            if "modules_to_save" in n} == {f"base_model.model.{h}" for h in head}

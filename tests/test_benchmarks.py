@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
     ("throughput.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
      ["plain PyTorch loop", "ftlab (Lightning)", "HF Trainer"]),
     ("strategies.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32",
-                       "--only", "full", "partial k=1", "bitfit"], ["partial k=1", "bitfit", "vs floor"]),
+                       "--only", "full", "partial k=1", "bitfit", "lora r=8 top 2", "ia3"],
+     ["partial k=1", "bitfit", "lora r=8 top 2", "ia3", "vs floor"]),
     ("data.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
      ["dynamic", "max_length", "cached (load_from_disk)"]),
     # The GPU script's whole measurement path, on CPU with a stated peak (no GPU in CI).

@@ -150,7 +150,7 @@ def test_partial_on_a_30_block_llama_counts_exactly(tmp_path):
                          num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
     model = LlamaForCausalLM(config)
     per_block = sum(p.numel() for p in model.model.layers[0].parameters())
-    selection = apply_strategy(model, {"name": "partial", "trainable_layers": 4, "train_embeddings": False,
+    _, selection = apply_strategy(model, {"name": "partial", "trainable_layers": 4, "train_embeddings": False,
                                        "train_head": True})
     assert {n.split(".")[2] for n in selection.trainable if n.startswith("model.layers.")} == {"26", "27", "28", "29"}
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 4 * per_block + 16  # + final norm

@@ -32,6 +32,18 @@ def test_units_are_blocks_plus_frozen_subtrees_outside_them(tiny_model_dir):
     assert unit_names(model) == ["bert.embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1"]
 
 
+def test_lora_modules_are_units_of_their_own_inside_the_blocks(tiny_model_dir):
+    model = load_model({"pretrained_model_name_or_path": str(tiny_model_dir)}, ["a", "b"])
+    model, _ = apply_strategy(model, {"name": "lora", "r": 2, "layers": 1, "target_modules": ["query"]})
+    # The called Linear layers (never their ModuleDict containers); the frozen original of the head its own unit.
+    assert unit_names(model) == [
+        "base_model.model.bert.embeddings", "base_model.model.bert.encoder.layer.0",
+        "base_model.model.bert.encoder.layer.1",
+        "base_model.model.bert.encoder.layer.1.attention.self.query.lora_A.default",
+        "base_model.model.bert.encoder.layer.1.attention.self.query.lora_B.default",
+        "base_model.model.bert.pooler.original_module", "base_model.model.classifier.original_module"]
+
+
 @pytest.mark.parametrize("tie", [True, False])
 def test_a_frozen_embedding_tied_to_the_head_stays_in_the_root_unit(tmp_path, tie):
     from transformers import AutoModelForCausalLM
@@ -61,7 +73,7 @@ def test_frozen_units_hold_no_gradient_and_names_survive_wrapping(tiny_model_dir
     from torch.distributed.fsdp.wrap import enable_wrap
 
     model = load_model({"pretrained_model_name_or_path": str(tiny_model_dir)}, ["a", "b"])
-    selection = apply_strategy(model, PARTIAL)
+    _, selection = apply_strategy(model, PARTIAL)
     names = [n for n, _ in model.named_parameters()]
     with enable_wrap(wrapper_cls=FullyShardedDataParallel, device_id=torch.device("cpu"), use_orig_params=True):
         wrapped = shard_model(model, FSDPStrategy(use_orig_params=True))

@@ -39,7 +39,7 @@ def test_parts_of_bert(bert):
     ({"name": "head_only"}, HEAD, 1056 + 99),
 ])
 def test_exact_trainable_parameters(bert, strategy, trainable_prefixes, count):
-    trainable = apply_strategy(bert, strategy).trainable
+    trainable = apply_strategy(bert, strategy)[1].trainable
     assert trainable == names(bert, *trainable_prefixes)
     assert {n for n, p in bert.named_parameters() if p.requires_grad} == trainable
     if count is not None:
@@ -54,24 +54,25 @@ def test_selecting_nothing_is_an_error(bert):
 
 
 def test_unknown_strategy_lists_choices(bert):
-    with pytest.raises(StrategyError, match="valid choices: full, partial, head_only, bitfit, pattern, gradual_unfreezing"):
-        apply_strategy(bert, {"name": "lora"})
+    with pytest.raises(StrategyError, match="valid choices: full, partial, head_only, bitfit, pattern, gradual_unfreezing, "
+                                            "lora, ia3"):
+        apply_strategy(bert, {"name": "prefix_tuning"})
 
 
 def test_negative_k_trains_bottom_blocks(bert):
-    trainable = apply_strategy(bert, {"name": "partial", "trainable_layers": -1}).trainable
+    trainable = apply_strategy(bert, {"name": "partial", "trainable_layers": -1})[1].trainable
     assert trainable == names(bert, "bert.encoder.layer.0.", *HEAD)
 
 
 def test_bitfit_trains_biases_and_head(bert):
-    trainable = apply_strategy(bert, {"name": "bitfit"}).trainable
+    trainable = apply_strategy(bert, {"name": "bitfit"})[1].trainable
     biases = {n for n, _ in bert.named_parameters() if n.endswith("bias")}
     assert trainable == biases | names(bert, *HEAD)
     assert "bert.encoder.layer.0.attention.self.query.weight" not in trainable
 
 
 def test_pattern_train_minus_freeze(bert):
-    selection = apply_strategy(bert, {"name": "pattern", "train": [r"attention\.self", "classifier"],
+    _, selection = apply_strategy(bert, {"name": "pattern", "train": [r"attention\.self", "classifier"],
                                       "freeze": [r"layer\.0\."]})
     assert selection.trainable == names(bert, "bert.encoder.layer.1.attention.self.", "classifier.")
 
@@ -85,7 +86,7 @@ def test_pattern_matching_nothing_lists_close_names(bert):
 
 
 def test_gradual_unfreezing_stages(bert):
-    selection = apply_strategy(bert, {"name": "gradual_unfreezing", "every": 1, "unit": "epoch"})
+    _, selection = apply_strategy(bert, {"name": "gradual_unfreezing", "every": 1, "unit": "epoch"})
     assert selection.trainable == names(bert, "")  # all trainable from the start, gated by LR
     stage = selection.stages
     assert {stage[n] for n in names(bert, *HEAD)} == {0}

@@ -66,7 +66,8 @@ class Checker:
 
     def choice(self, key: str, choices) -> bool:
         if self.get(key) not in choices:
-            self.fail(key, f"unknown value; valid choices: {', '.join(map(str, choices))}")
+            valid = ", ".join("null" if c is None else str(c) for c in choices)  # as written in YAML
+            self.fail(key, f"unknown value; valid choices: {valid}")
             return False
         return True
 

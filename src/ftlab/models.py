@@ -126,10 +126,11 @@ def check_model(c: Checker) -> nn.Module | None:
 
 
 def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: int | None = None,
-               task: str = "text_classification") -> nn.Module:
+               task: str = "text_classification", **load_kwargs: Any) -> nn.Module:
     """Load the checkpoint with the task's head (a fresh one for ``label_names`` when the task has labels).
 
-    Remote code is never executed: only architectures that ship with ``transformers`` load.
+    Remote code is never executed: only architectures that ship with ``transformers`` load. ``load_kwargs``: what
+    the strategy adds (``Strategy.load_kwargs``).
     """
     labels = {}
     spec = get_task(task)
@@ -138,7 +139,7 @@ def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: 
                   "label2id": {name: i for i, name in enumerate(label_names)}}
     model = spec.model_class().from_pretrained(
         checkpoint_dir(model_cfg), revision=model_cfg.get("revision"), trust_remote_code=False,
-        dtype=torch.float32, **labels)
+        dtype=torch.float32, **labels, **load_kwargs)
     if pad_token_id is not None and model.config.pad_token_id is None:
         # Decoder classifiers pool the last non-pad token and need to know which id is padding.
         model.config.pad_token_id = pad_token_id
@@ -243,10 +244,12 @@ def find_parts(model: nn.Module) -> ModelParts:
     return parts
 
 
-def count_parameters(model: nn.Module) -> dict[str, float]:
-    """Total and trainable parameter counts and the trainable fraction."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_parameters(model: nn.Module, skip: set[str] = frozenset()) -> dict[str, float]:
+    """Total and trainable parameter counts and the trainable fraction; ``skip``: names of frozen copies that are not
+    part of the trained model (``Selection.copies``)."""
+    params = [p for name, p in model.named_parameters() if name not in skip]
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
     return {
         "params/total": total,
         "params/trainable": trainable,

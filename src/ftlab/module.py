@@ -11,12 +11,13 @@ from torchmetrics import MeanMetric, MetricCollection
 from ftlab.models import count_parameters, load_model, load_tokenizer
 from ftlab.optimization import build_optimizer
 from ftlab.runtime.distributed import shard_model
-from ftlab.strategies import apply_strategy
+from ftlab.strategies import apply_strategy, get_strategy
 from ftlab.tasks import get_task
 
 
 class FineTuneModule(L.LightningModule):
-    """Fine-tunes a Hugging Face model for a task (classification, NER, causal LM) under a freezing strategy.
+    """Fine-tunes a Hugging Face model for a task (classification, NER, causal LM) under a strategy (freezing or
+    a PEFT adapter).
 
     Every argument is plain config (dicts and lists), saved as hyperparameters, so
     ``FineTuneModule.load_from_checkpoint(path)`` rebuilds the same model and freezing.
@@ -28,12 +29,10 @@ class FineTuneModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model, task)
-        self.model = load_model(model, label_names, pad_token_id=self.tokenizer.pad_token_id, task=task)
         # Freeze now, before Lightning wraps the model (DDP/FSDP) and before configure_optimizers.
-        self.model.train()  # from_pretrained returns eval mode, which would silently disable dropout
-        self.selection = apply_strategy(self.model, strategy)
+        self.model, self.selection = self.build_model()
         self.trainable_names = self.selection.trainable
-        self.param_counts = count_parameters(self.model)
+        self.param_counts = count_parameters(self.model, skip=self.selection.copies)
 
         self.task = get_task(task)
         self.val_metrics = self.task.metrics(label_names, "val")
@@ -42,6 +41,17 @@ class FineTuneModule(L.LightningModule):
         self.test_loss = MeanMetric()
         # Filled by the last test pass: the confusion matrix (classification), scores per entity type (NER).
         self.test_details: dict[str, Any] = {}
+
+    def build_model(self, quantized: bool = True):
+        """The pretrained checkpoint with the task's head under the job's strategy (wrapped if it adds an adapter),
+        in train mode, and the strategy's selection; ``quantized=False`` loads a QLoRA job's base in full precision
+        (for its merged export)."""
+        hp = self.hparams
+        strategy = dict(hp.strategy) if quantized else {**hp.strategy, "quantize": None}
+        model = load_model(hp.model, hp.label_names, pad_token_id=self.tokenizer.pad_token_id, task=hp.task,
+                           **get_strategy(strategy).load_kwargs(strategy))
+        model.train()  # from_pretrained returns eval mode, which would silently disable dropout
+        return apply_strategy(model, strategy)
 
     def forward(self, **batch: torch.Tensor):
         return self.model(**batch)

@@ -1,4 +1,4 @@
-"""The cost of a freezing choice before training: parameters by group, and memory for grads, optimizer, activations."""
+"""The cost of a strategy before training: parameters by group, and memory for grads, optimizer, activations."""
 
 from __future__ import annotations
 
@@ -54,10 +54,12 @@ def training_flops(model: nn.Module, batch_size: int, seq_len: int) -> int:
 def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_length: int,
                precision: str = "32-true", optimizer: str = "AdamW", checkpointing: bool = False) -> dict[str, Any]:
     """Parameter counts by group and the memory the selection implies (bytes), as a JSON-ready dict."""
-    params = dict(model.named_parameters())
+    # PEFT's frozen originals of the modules it trains in full are not part of the trained model: counted nowhere.
+    params = {n: p for n, p in model.named_parameters() if n not in selection.copies}
     try:
         parts = find_parts(model)
-        groups, blocks = parts.groups(), parts.blocks
+        groups = {g: [n for n in names if n in params] for g, names in parts.groups().items()}
+        blocks = [[n for n in b if n in params] for b in parts.blocks]
     except ArchitectureError:
         groups, blocks = {"all": list(params)}, []
     trainable = selection.trainable
@@ -76,10 +78,11 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", 0) or 0
     heads = getattr(config, "num_attention_heads", 1) or 1
+    adapter = sum(params[n].numel() for n in selection.added)
     return {
         "strategy_stages": selection.num_stages,
         "params": {"total": total, "trainable": n_trainable, "trainable_fraction": n_trainable / total,
-                   "by_group": by_group},
+                   "adapter": adapter, "by_group": by_group},
         "memory_bytes": {
             "weights": total * element,
             "gradients": n_trainable * element,
@@ -88,6 +91,10 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
                                                      precision, checkpointing),
         },
         "backward_blocks": len(blocks) - lowest,
+        # An adapter trains few weights, but back-propagation still runs through every adapted block, storing its
+        # activations as full fine-tuning does: its savings are gradients and optimizer state, not activations.
+        "backward_note": (f"adapter weights in {len(blocks) - lowest} block(s): back-propagation runs through them all"
+                          if adapter else ""),
         "assumptions": {"batch_size": batch_size, "max_length": max_length, "precision": str(precision),
                         "optimizer": optimizer, "gradient_checkpointing": checkpointing},
     }
@@ -104,6 +111,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append(f"{name:<14}{row['total']:>14,}{row['trainable']:>14,}")
     p = plan["params"]
     lines.append(f"{'total':<14}{p['total']:>14,}{p['trainable']:>14,}  ({100 * p['trainable_fraction']:.2f}%)")
+    if p.get("adapter"):
+        lines.append(f"{'adapter':<14}{p['adapter']:>14,}{p['adapter']:>14,}  (added by the strategy)")
     for key, value in plan["memory_bytes"].items():
         lines.append(f"{key:<22}{_mib(value):>14}")
     lines.append(f"backward through {plan['backward_blocks']} block(s); {plan['assumptions']}")

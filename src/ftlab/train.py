@@ -27,6 +27,7 @@ from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.runtime.loggers import build_loggers, finish_loggers
 from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
+from ftlab.strategies import strategy_label
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                       checkpointing=bool(cfg.model.get("gradient_checkpointing")))
     if rank_zero_only.rank == 0:
         write_plan(plan, out_dir / "plan.json")
-        print(f"[ftlab] strategy {cfg.strategy.name}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
+        label = strategy_label(_plain(cfg.strategy))
+        print(f"[ftlab] strategy {label}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
         if cfg.strategy.name == "pattern":
             print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
     if cfg.get("plan_only"):
@@ -141,6 +143,7 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
         **{f"test/{name}": value for name, value in module.test_details.items()},
         "task": cfg.task,
         "strategy": cfg.strategy.name,
+        "strategy_label": strategy_label(_plain(cfg.strategy)),
         "lr": learning_rate(cfg),
         "monitor": cfg.monitor,
         "train_time_s": speed.fit_time,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.optimization import learning_rate
+from ftlab.strategies import ADAPTERS
 from ftlab.tasks import get_task
 
 
@@ -30,6 +31,8 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, Any], command: str) -> st
                        if k.startswith(("val/", "test/", "before/")) and isinstance(metrics[k], float))
     trainer = cfg["trainer"]
     labels = task.card_labels(metrics)
+    adapter = ("\n  The adapter alone (PEFT format) is in `../adapter/`; these weights have it merged in, so plain "
+               "`transformers` loads them." if strategy["name"] in ADAPTERS else "")
     return f"""---
 library_name: transformers
 pipeline_tag: {task.pipeline_tag}
@@ -42,7 +45,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
   {sizes['train']} / {sizes['validation']} / {sizes['test']} examples ({task.split_description}, seed {cfg['seed']})
 {labels}- **Strategy:** `{strategy['name']}` ({', '.join(f'{k}={v}' for k, v in strategy.items() if k != 'name') or 'no options'});
   trainable parameters {metrics['params/trainable']:,} of {metrics['params/total']:,}
-  ({100 * metrics['params/trainable_fraction']:.2f}%)
+  ({100 * metrics['params/trainable_fraction']:.2f}%){adapter}
 - **Hyperparameters:** lr {learning_rate(cfg)}, batch size {cfg['batch_size']}, max length {cfg['max_length']},
   optimizer `{cfg['optimizer']['_target_']}` (weight decay {cfg['optimizer'].get('weight_decay')}), scheduler
   `{cfg['scheduler']['name']}`, max epochs {trainer.get('max_epochs')}, max steps {trainer.get('max_steps')},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
+
+from ftlab.strategies.adapters import is_adapter_model
 
 FILE_MODE, DIR_MODE = 0o644, 0o755
 
@@ -27,15 +30,45 @@ def export_model(module, directory: Path, state_dict: dict[str, Any] | None = No
     """Save the (best) model and its tokenizer with ``save_pretrained``; ``pipeline()`` loads the result.
 
     ``state_dict`` is the LightningModule's full state dict when the model is sharded (gathered by the strategy on
-    every rank; this runs on rank 0 only).
+    every rank; this runs on rank 0 only). A PEFT model is saved twice: the adapter alone (``adapter/`` beside
+    ``directory``, PEFT's format) and, in ``directory``, the weights with the adapter merged in, which plain
+    ``transformers`` loads without ``peft``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     if state_dict is not None:
         state_dict = {k.removeprefix("model."): v for k, v in state_dict.items() if k.startswith("model.")}
-    module.model.save_pretrained(directory, state_dict=state_dict)
+    model = module.model
+    if is_adapter_model(model):
+        model = export_adapter(module, directory.parent / "adapter", state_dict)
+        state_dict = None
+    model.save_pretrained(directory, state_dict=state_dict)
     module.tokenizer.save_pretrained(directory)
     set_permissions(directory)
     return directory
+
+
+def export_adapter(module, directory: Path, state_dict: dict[str, Any] | None = None):
+    """Save the adapter (and the head it trains) into ``directory``; return a merged copy of the model.
+
+    The copy leaves the trained module as it is. A sharded model is rebuilt unsharded from the job's config and the
+    gathered ``state_dict``. A QLoRA adapter is merged into the base loaded in full precision (so that plain
+    ``transformers`` loads the result); it was trained against the 4-bit base, so the merged model approximates the
+    trained one (measure it: the adapter on the 4-bit base is the exact trained model).
+    """
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    quantized = bool(module.hparams.strategy.get("quantize"))
+    if state_dict is not None:
+        model, _ = module.build_model()
+        model.load_state_dict(state_dict)
+    else:  # a QLoRA model is not merged into itself: no copy needed
+        model = module.model if quantized else copy.deepcopy(module.model)
+    model.save_pretrained(directory)
+    set_permissions(directory)
+    if quantized:
+        trained, (model, _) = model, module.build_model(quantized=False)
+        set_peft_model_state_dict(model, get_peft_model_state_dict(trained))
+    return model.merge_and_unload()
 
 
 def _plain(value: Any) -> Any:

@@ -48,36 +48,47 @@ def is_fsdp(strategy) -> bool:
     return isinstance(strategy, FSDPStrategy)
 
 
+CONTAINERS = (nn.ModuleDict, nn.ModuleList, nn.ParameterDict, nn.ParameterList)
+
+
 def fsdp_units(model: nn.Module) -> set[int]:
     """Ids of the modules that get their own FSDP unit (one flat parameter each).
 
     Each transformer block is a unit, so a frozen block never shares a flat parameter with a trainable one. Outside
     the blocks, each largest subtree whose parameters are all frozen (the embeddings under ``partial``) is a unit too:
-    a frozen unit has no gradient, so frozen weights next to a trainable head cost no gradient memory. A subtree
-    whose parameter is also used elsewhere (input embeddings tied to the LM head) stays in the enclosing unit, as
-    FSDP requires of shared parameters.
+    a frozen unit has no gradient, so frozen weights next to a trainable head cost no gradient memory. Inside a block
+    that mixes both (an adapter beside frozen weights), each largest all-trainable module that is called (PEFT's
+    ``lora_A.default``) is a unit, so the block's frozen weights keep no gradient either (IA3's scales are plain
+    parameters of the layer they scale and stay in the block's unit). A subtree whose parameter is also used elsewhere
+    (input embeddings tied to the LM head) stays in the enclosing unit, as FSDP requires of shared parameters.
     """
     from ftlab.models import block_stack
 
-    units = {id(block) for block in block_stack(model)[1]}
+    blocks = block_stack(model)[1]
+    units = {id(block) for block in blocks}
     owners = Counter(id(p) for m in model.modules() for p in m.parameters(recurse=False))
 
-    def frozen_and_unshared(module: nn.Module) -> bool:
+    def uniform_and_unshared(module: nn.Module, trainable: bool) -> bool:
         params = list(module.parameters())
         inside = Counter(id(p) for m in module.modules() for p in m.parameters(recurse=False))
-        return bool(params) and not any(p.requires_grad for p in params) and all(
+        return bool(params) and all(p.requires_grad == trainable for p in params) and all(
             inside[key] == owners[key] for key in inside)
 
-    def visit(module: nn.Module) -> None:
+    def visit(module: nn.Module, trainable: bool) -> None:
         for child in module.children():
             if id(child) in units:
                 continue
-            if not any(id(m) in units for m in child.modules()) and frozen_and_unshared(child):
+            # A container is indexed, never called: FSDP would never gather a unit made of it (PEFT's lora_A).
+            if not isinstance(child, CONTAINERS) and not any(id(m) in units for m in child.modules()) and (
+                    uniform_and_unshared(child, trainable)):
                 units.add(id(child))
             else:
-                visit(child)
+                visit(child, trainable)
 
-    visit(model)
+    visit(model, trainable=False)
+    for block in blocks:
+        if len({p.requires_grad for p in block.parameters()}) > 1:
+            visit(block, trainable=True)
     return units
 
 

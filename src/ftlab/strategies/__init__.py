@@ -1,41 +1,55 @@
-"""Strategies: which parameters train. Freezing strategies today (``freezing.py``); each owns its options' checks.
+"""Strategies: which parameters train. Freezing strategies (``freezing.py``) and PEFT adapters (``adapters.py``);
+each owns its options' checks.
 
-``apply_strategy`` sets ``requires_grad``; it must run before any distributed wrapper and before the optimizer is
-built.
+``apply_strategy`` wraps the model if the strategy adds an adapter and sets ``requires_grad``; it must run before any
+distributed wrapper and before the optimizer is built.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from omegaconf import OmegaConf
 from torch import nn
 
 from ftlab.checks import Checker
+from ftlab.strategies.adapters import Adapter
 from ftlab.strategies.base import Selection, Strategy, StrategyError
 from ftlab.strategies.freezing import BitFit, Full, GradualUnfreezing, HeadOnly, Partial, Pattern
+from ftlab.strategies.ia3 import IA3
+from ftlab.strategies.lora import LoRA
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Full(), Partial(), HeadOnly(), BitFit(), Pattern(),
-                                                       GradualUnfreezing())}
+                                                       GradualUnfreezing(), LoRA(), IA3())}
+ADAPTERS = tuple(name for name, spec in STRATEGIES.items() if isinstance(spec, Adapter))  # strategies that add weights
 
 
-def select(model: nn.Module, strategy: dict[str, Any]) -> Selection:
-    """The ``Selection`` that ``strategy`` makes on ``model``; raises ``StrategyError`` if it is empty."""
+def get_strategy(strategy: dict[str, Any]) -> Strategy:
+    """The ``Strategy`` named by ``strategy["name"]``; a ``StrategyError`` listing the valid names otherwise."""
     name = strategy.get("name")
     if name not in STRATEGIES:
         raise StrategyError(f"strategy.name={name!r} is unknown; valid choices: {', '.join(STRATEGIES)}")
-    selection = STRATEGIES[name].select(model, strategy)
+    return STRATEGIES[name]
+
+
+def apply_strategy(model: nn.Module, strategy: dict[str, Any]) -> tuple[nn.Module, Selection]:
+    """The model to train (``model``, or its adapter wrapper) with every parameter that ``strategy`` does not train
+    frozen, and the selection; raises ``StrategyError`` if the selection is empty."""
+    spec = get_strategy(strategy)
+    model = spec.prepare(model, strategy)
+    selection = spec.select(model, strategy)
     if not selection.trainable:
-        raise StrategyError(f"strategy {name!r} with {strategy} selects no parameter to train")
-    return selection
-
-
-def apply_strategy(model: nn.Module, strategy: dict[str, Any]) -> Selection:
-    """Freeze every parameter of ``model`` that ``strategy`` does not train; return the selection."""
-    selection = select(model, strategy)
+        raise StrategyError(f"strategy {spec.name!r} with {strategy} selects no parameter to train")
     for name, param in model.named_parameters():
         param.requires_grad_(name in selection.trainable)
-    return selection
+    return model, selection
+
+
+def strategy_label(strategy: dict[str, Any]) -> str:
+    """How reports name a strategy configuration: ``partial``, ``lora(r=8)``, ``ia3``."""
+    return STRATEGIES[strategy["name"]].label(strategy) if strategy.get("name") in STRATEGIES else str(
+        strategy.get("name"))
 
 
 def check_strategy(c: Checker, model: nn.Module | None) -> None:
@@ -60,10 +74,13 @@ def check_strategy(c: Checker, model: nn.Module | None) -> None:
     strategy.check(c, model, blocks)
     if len(c.problems) > before or model is None:
         return  # selecting needs a sane strategy config
-    try:
-        select(model, OmegaConf.to_container(c.cfg.strategy, resolve=True))
+    try:  # on a copy: adapters wrap the model, and the meta model is checked further after this
+        apply_strategy(copy.deepcopy(model), OmegaConf.to_container(c.cfg.strategy, resolve=True))
     except StrategyError as err:
         c.fail("strategy", str(err))
+    except (ValueError, TypeError, NotImplementedError) as err:  # PEFT's refusals (unsupported layer types, ...)
+        c.fail("strategy", f"{type(err).__name__}: {str(err).splitlines()[0]}")
 
 
-__all__ = ["STRATEGIES", "Selection", "Strategy", "StrategyError", "apply_strategy", "check_strategy", "select"]
+__all__ = ["ADAPTERS", "STRATEGIES", "Selection", "Strategy", "StrategyError", "apply_strategy", "check_strategy",
+           "get_strategy", "strategy_label"]

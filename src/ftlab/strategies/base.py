@@ -1,4 +1,8 @@
-"""What every strategy provides: a ``Selection`` of trainable parameters, and the checks of its own options."""
+"""What every strategy provides: a ``Selection`` of trainable parameters, and the checks of its own options.
+
+Freezing strategies only choose among the model's own parameters; adapter strategies first ``prepare`` the model
+(wrap it with PEFT, adding parameters) and then choose.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,19 @@ class StrategyError(ValueError):
 
 @dataclass
 class Selection:
-    """Trainable names; ``stages`` maps each to the unfreezing stage where it starts learning (0 = at once)."""
+    """Trainable names; ``stages`` maps each to the unfreezing stage where it starts learning (0 = at once).
+
+    ``added``: parameters the strategy added to the model (adapter weights). ``copies``: frozen duplicates that are
+    not part of the trained model (PEFT keeps the original of each module it trains in full next to the trained
+    copy); they are counted nowhere.
+    """
 
     trainable: set[str]
     stages: dict[str, int] = field(default_factory=dict)
     every: int = 1
     unit: str = "epoch"
+    added: set[str] = field(default_factory=set)
+    copies: set[str] = field(default_factory=set)
 
     @property
     def num_stages(self) -> int:
@@ -36,8 +47,20 @@ class Strategy:
     options: tuple[str, ...] = ()  # its keys under ``strategy.`` besides ``name``; any other key is an error
     needs_blocks = True  # whether the strategy needs the model's block stack (find_parts)
 
+    def load_kwargs(self, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments the strategy needs (QLoRA's 4-bit quantization)."""
+        return {}
+
+    def prepare(self, model: nn.Module, cfg: dict[str, Any]) -> nn.Module:
+        """The model to train: ``model`` itself for freezing strategies, a wrapper around it for adapters."""
+        return model
+
     def select(self, model: nn.Module, cfg: dict[str, Any]) -> Selection:
         raise NotImplementedError
+
+    def label(self, cfg: dict[str, Any]) -> str:
+        """How reports and plots name this configuration (adapters add their rank: ``lora(r=8)``)."""
+        return self.name
 
     def check(self, c: Checker, model: nn.Module | None, blocks: int | None) -> None:
         """Problems with this strategy's options; ``blocks`` is the model's block count (None if unknown)."""

@@ -64,6 +64,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if (job / "metrics.json").exists():
             metrics = json.loads((job / "metrics.json").read_text())
             monitor = metrics.get("monitor", config.get("monitor", "val/acc"))
+            row["strategy_name"] = metrics.get("strategy_label", row["strategy_name"])  # lora(r=8), ia3, partial
             row.update(status="completed", reason="", monitor=monitor, best_val=metrics.get(monitor),
                        lr_value=metrics.get("lr"),  # what the optimizer trained with
                        trainable_pct=100 * metrics.get("params/trainable_fraction", float("nan")),
