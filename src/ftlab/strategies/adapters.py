@@ -57,6 +57,13 @@ def module_regex(model: nn.Module, targets: list[str], layers: int | None) -> st
             + ")")
 
 
+def transposed(model: nn.Module, regex: str) -> bool:
+    """Whether the layers ``regex`` names are GPT-2-style ``Conv1D`` (PEFT's ``fan_in_fan_out``)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for name, m in model.named_modules() if re.fullmatch(regex, name))
+
+
 def head_modules(model: nn.Module) -> list[str]:
     """The largest modules made only of task-head parameters (``bert.pooler``, ``classifier``), which PEFT trains
     in full. Whole modules, so a nested head (RoBERTa's ``classifier.dense`` + ``out_proj``) is one copy, the one

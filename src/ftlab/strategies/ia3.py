@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from torch import nn
 
 from ftlab.checks import Checker
-from ftlab.strategies.adapters import Adapter, module_regex, peft_task_type
+from ftlab.strategies.adapters import Adapter, module_regex, peft_task_type, transposed
 
 # IA3 scales keys, values and the input of the feed-forward output layer. PEFT's own per-architecture table covers
 # most models; these fill in the architectures it lacks among those ftlab is tested on.
@@ -42,15 +41,12 @@ class IA3(Adapter):
 
     def peft_config(self, model: nn.Module, cfg: dict[str, Any]):
         from peft import IA3Config
-        from transformers.pytorch_utils import Conv1D
-
         feedforward = list(cfg.get("feedforward_modules") or self.defaults(model)[1])
         targets = self.targets(model, cfg)
         regex = module_regex(model, targets, cfg.get("layers"))
-        conv1d = any(isinstance(m, Conv1D) for name, m in model.named_modules() if re.fullmatch(regex, name))
         return IA3Config(target_modules=regex, feedforward_modules=module_regex(model, feedforward, cfg.get("layers")),
                          modules_to_save=self.head(model, cfg), task_type=peft_task_type(model),
-                         fan_in_fan_out=conv1d)
+                         fan_in_fan_out=transposed(model, regex))
 
     def label(self, cfg: dict[str, Any]) -> str:
         return f"ia3(layers={cfg['layers']})" if cfg.get("layers") else "ia3"

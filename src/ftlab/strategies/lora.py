@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from torch import nn
 
 from ftlab.checks import Checker
-from ftlab.strategies.adapters import Adapter, block_linears, module_regex, peft_task_type
+from ftlab.strategies.adapters import Adapter, block_linears, module_regex, peft_task_type, transposed
 
 
 class LoRA(Adapter):
@@ -46,14 +45,11 @@ class LoRA(Adapter):
 
     def peft_config(self, model: nn.Module, cfg: dict[str, Any]):
         from peft import LoraConfig
-        from transformers.pytorch_utils import Conv1D
-
         regex = module_regex(model, self.targets(model, cfg), cfg.get("layers"))
-        conv1d = any(isinstance(m, Conv1D) for name, m in model.named_modules() if re.fullmatch(regex, name))
         return LoraConfig(r=int(cfg.get("r", 8)), lora_alpha=float(cfg.get("alpha", 16)),
                           lora_dropout=float(cfg.get("dropout", 0.0)), use_dora=bool(cfg.get("use_dora", False)),
                           target_modules=regex, modules_to_save=self.head(model, cfg),
-                          task_type=peft_task_type(model), fan_in_fan_out=conv1d)
+                          task_type=peft_task_type(model), fan_in_fan_out=transposed(model, regex))
 
     def label(self, cfg: dict[str, Any]) -> str:
         layers = f",layers={cfg['layers']}" if cfg.get("layers") else ""
