@@ -35,7 +35,8 @@ def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]
     ax.set_xticks([i + width * (len(lrs) - 1) / 2 for i in range(len(strategies))], strategies)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} by strategy and lr (mean ± std over seeds)")
-    ax.legend()
+    if lrs:
+        ax.legend()
     paths.append(sweep_dir / "plot_metric_by_strategy_lr.png")
     for x_key, x_label, name in (("trainable_pct", "trainable parameters (%)", "plot_metric_vs_trainable.png"),
                                  ("train_time_s", "train time (s)", "plot_metric_vs_train_time.png")):
@@ -52,3 +53,45 @@ def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]
     atomic_write(paths[0], lambda p: fig.savefig(p, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
     return paths
+
+
+def pareto_plot(configs, metric: str, sweep_dir: Path) -> Path | None:
+    """One PNG, a panel per cost (train time, peak memory, trainable %): each configuration's mean quality with its
+    seed spread, the Pareto front joined by a line, dominated configurations hollow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ftlab.sweeps.decision import COSTS, pareto_front
+
+    costs = [c for c in COSTS if any(c in config.costs for config in configs)]
+    if not configs or not costs:
+        return None
+    labels = sorted({c.label for c in configs})
+    colors = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(1, len(costs), figsize=(4.2 * len(costs), 3.6), squeeze=False)
+    for ax, cost in zip(axes[0], costs):
+        front = pareto_front(configs, cost, metric)
+        for config in configs:
+            if cost not in config.costs:
+                continue
+            on_front = any(config is f for f in front)
+            ax.errorbar(config.costs[cost], config.mean, yerr=config.std, fmt="o", capsize=3,
+                        color=colors[config.label], mfc=colors[config.label] if on_front else "white")
+        ax.plot([c.costs[cost] for c in front], [c.mean for c in front], "-", color="0.4", lw=1, zorder=0)
+        ax.set_xlabel(COSTS[cost])
+        if cost == "trainable_pct":
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (mean ± std over seeds)")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colors[label], label=label) for label in labels]
+    handles.append(plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white", label="dominated"))
+    handles.append(plt.Line2D([], [], color="0.4", lw=1, label="Pareto front"))
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), frameon=False,
+               bbox_to_anchor=(0.5, 1.02))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    path = sweep_dir / "plot_pareto.png"
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+    return path

@@ -19,7 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from ftlab.checks import FtlabError, ToolParser
-from ftlab.sweeps.plots import plot
+from ftlab.sweeps.decision import configurations, decision_section
+from ftlab.sweeps.plots import pareto_plot, plot
 from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,13 @@ def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
                          f"{', '.join(valid) or '(none)'}")
 
 
-def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, Any]:
+def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: float = 1.0,
+                 max_time: float | None = None, max_memory_mb: float | None = None) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates.
 
-    ``metric`` (plotted): by default the test counterpart of the jobs' monitored metric (val/f1 -> test/f1).
+    ``metric`` (decided on and plotted): by default the test counterpart of the jobs' monitored metric (val/f1 ->
+    test/f1). ``tolerance`` (points of a fraction metric, else percent), ``max_time`` (s) and ``max_memory_mb``
+    shape the recommendation at the top of ``summary.md``.
     """
     sweep_dir = Path(sweep_dir)
     check_sweep_dir(sweep_dir)
@@ -110,10 +114,12 @@ def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, 
 
     fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
     atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
+    configs = configurations(rows, keys, metric)
     text = [f"# Sweep {sweep_dir}", "",
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
-            f"swept: {', '.join(keys) or '(none)'}; best_val is the job's monitored validation metric.", "",
-            markdown_table(rows, columns)]
+            f"swept: {', '.join(keys) or '(none)'}.", "",
+            *decision_section(configs, metric, tolerance=tolerance, max_time=max_time, max_memory_mb=max_memory_mb),
+            "## Jobs", "", "best_val is the job's monitored validation metric.", "", markdown_table(rows, columns)]
     if agg:
         atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
         shown = [c for c in metric_cols if f"{c} mean" in agg[0]]
@@ -121,7 +127,7 @@ def build_report(sweep_dir: str | Path, metric: str | None = None) -> dict[str, 
                    **{c: f"{_fmt(a[f'{c} mean'])} ± {_fmt(a[f'{c} std'])}" for c in shown if f"{c} mean" in a}}
                   for a in agg]
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
-    plots = plot(rows, metric, sweep_dir)
+    plots = [p for p in (pareto_plot(configs, metric, sweep_dir), *plot(rows, metric, sweep_dir)) if p]
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     return {"rows": rows, "aggregate": agg, "plots": plots}
@@ -158,13 +164,31 @@ class ReportCallback(Callback):
             log.warning("sweep report failed: %s", failure_reason(err))
 
 
+UNITS = {"": 1.0, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20, "kib": 1 / 1024, "mib": 1.0,
+         "gib": 1024.0}
+
+
+def memory_mib(text: str) -> float:
+    """``4GB``, ``512MiB``, ``300`` (MiB) -> MiB."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in UNITS:
+        raise ValueError(text)
+    return float(match.group(1)) * UNITS[match.group(2).lower()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ToolParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
-    parser.add_argument("--metric", help="metric for the plots (default: the test counterpart of the monitor)")
+    parser.add_argument("--metric", help="metric to decide on and plot (default: the test counterpart of the monitor)")
+    parser.add_argument("--tolerance", type=float, default=1.0,
+                        help="'cheapest within' tolerance: points of accuracy/F1 (1 = 0.01), else percent (default 1)")
+    parser.add_argument("--max-time", type=float, help="a training-time budget in seconds")
+    parser.add_argument("--max-memory", type=memory_mib, help="a peak-memory budget: 4GB, 512MiB, ... (bare: MiB)")
     args = parser.parse_args(argv)
     try:
-        result = build_report(args.sweep_dir, args.metric)
+        result = build_report(args.sweep_dir, args.metric, args.tolerance, args.max_time, args.max_memory)
     except FtlabError as err:
         sys.exit(f"ftlab.report: {err}")
     print((args.sweep_dir / "summary.md").read_text())
