@@ -70,7 +70,7 @@ class FineTuneModule(L.LightningModule):
         labels = batch["labels"]
         loss_metric.update(out.loss, weight=self.task.loss_weight(labels))  # exact epoch means over examples / tokens
         if metrics is not None:
-            metrics.update(out.logits.argmax(dim=-1), labels)
+            metrics.update(self.task.metric_inputs(out.logits), labels)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics, self.val_loss)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.config import validate_config
 from ftlab.data import FineTuneData
 from ftlab.deploy.card import write_model_card
+from ftlab.deploy.curves import write_curves
 from ftlab.deploy.export import export_model, format_metrics, write_metrics
 from ftlab.deploy.onnx import export_onnx
 from ftlab.models import load_tokenizer
@@ -170,6 +171,9 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
         test_ids = datamodule.datasets["test"][:16]["input_ids"]
         texts = module.tokenizer.batch_decode(test_ids, skip_special_tokens=True)
         metrics["onnx"] = export_onnx(out_dir / "model", out_dir / "onnx", texts)
+    curves = metrics.pop("test/curves", None)  # per-class ROC / PR points: their own file, not metrics.json
+    if curves:
+        write_curves(curves, metrics, out_dir)
     write_metrics(out_dir / "metrics.json", metrics)
     write_model_card(out_dir / "model", _plain(cfg), metrics)
     for logger in trainer.loggers:

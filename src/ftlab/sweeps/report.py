@@ -81,6 +81,24 @@ def _write_rows(path: Path, rows: list[dict[str, Any]], fields: list[str] | None
         writer.writerows(rows)
 
 
+def per_class_auroc(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
+    """Markdown: test AUROC per class (one vs rest), mean over the seeds of each configuration (classification)."""
+    others = [k for k in keys if k != "seed"]
+    groups: dict[str, list[dict[str, float]]] = {}
+    for row in rows:
+        if row["status"] == "completed" and row.get("auroc_per_class"):
+            name = ",".join(f"{k}={row.get(k)}" for k in others) or "(all)"
+            groups.setdefault(name, []).append(row["auroc_per_class"])
+    if not groups:
+        return []
+    classes = sorted({c for members in groups.values() for m in members for c in m})
+    table = [{"configuration": name, "seeds": len(members),
+              **{c: statistics.fmean(m[c] for m in members if c in m) for c in classes}}
+             for name, members in groups.items()]
+    return ["", "## Test AUROC per class (one vs rest, mean over seeds)", "",
+            markdown_table(table, ["configuration", "seeds", *classes])]
+
+
 def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
     """``--metric`` is a test metric that some completed job has (nothing to check while none has completed)."""
     done = [r for r in rows if r["status"] == "completed"]
@@ -127,6 +145,7 @@ def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: fl
                    **{c: f"{_fmt(a[f'{c} mean'])} ± {_fmt(a[f'{c} std'])}" for c in shown if f"{c} mean" in a}}
                   for a in agg]
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
+    text += per_class_auroc(rows, keys)
     plots = [p for p in (pareto_plot(configs, metric, sweep_dir), *plot(rows, metric, sweep_dir)) if p]
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))

@@ -72,6 +72,8 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                        peak_memory_mb=metrics.get("peak_memory_mb"))
             row.update({k: v for k, v in metrics.items()
                         if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
+            if isinstance(metrics.get("test/auroc_per_class"), dict):
+                row["auroc_per_class"] = metrics["test/auroc_per_class"]
         elif (job / "failure.json").exists():
             failure = json.loads((job / "failure.json").read_text())
             row.update(status="failed", reason=failure.get("reason", ""))

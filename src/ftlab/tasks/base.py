@@ -60,8 +60,12 @@ class Task:
 
     # -- metrics -------------------------------------------------------------------------------------------
     def metrics(self, label_names: list[str], prefix: str):
-        """``torchmetrics`` collection updated with (argmax predictions, labels), or None: the loss only."""
+        """``torchmetrics`` collection updated with (``metric_inputs(logits)``, labels), or None: the loss only."""
         return None
+
+    def metric_inputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the metrics see of the logits: argmax predictions, or probabilities where curves need them."""
+        return logits.argmax(dim=-1)
 
     def loss_weight(self, labels: torch.Tensor):
         """What a batch's mean loss averages over (examples or tokens), for exact epoch means."""

@@ -8,10 +8,14 @@ from typing import Any
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassAveragePrecision,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
+    MulticlassPrecisionRecallCurve,
     MulticlassRecall,
+    MulticlassROC,
 )
 
 from ftlab.assets import resolve_path
@@ -65,6 +69,9 @@ def _confusion_table(confusion: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CURVE_THRESHOLDS = 200
+
+
 class TextClassification(Task):
     """One label per text: sequence classification head, accuracy and macro F1 / precision / recall."""
 
@@ -108,7 +115,9 @@ class TextClassification(Task):
         return DataCollatorWithPadding(tokenizer)
 
     def metrics(self, label_names: list[str], prefix: str) -> MetricCollection:
-        """Accuracy (micro) and macro F1 / precision / recall under ``<prefix>/<name>``; the test confusion matrix."""
+        """Accuracy (micro) and macro F1 / precision / recall under ``<prefix>/<name>``; on the test set also the
+        confusion matrix and, one-vs-rest per class, ROC and precision-recall curves with AUROC and average
+        precision (binned at ``CURVE_THRESHOLDS`` thresholds: constant memory, exact across processes)."""
         num_classes = len(label_names)
         metrics = {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -117,12 +126,32 @@ class TextClassification(Task):
             "recall": MulticlassRecall(num_classes, average="macro"),
         }
         if prefix == "test":
-            metrics["confusion"] = MulticlassConfusionMatrix(num_classes)
+            bins = {"thresholds": CURVE_THRESHOLDS}
+            metrics.update(confusion=MulticlassConfusionMatrix(num_classes),
+                           auroc_per_class=MulticlassAUROC(num_classes, average=None, **bins),
+                           ap_per_class=MulticlassAveragePrecision(num_classes, average=None, **bins),
+                           roc=MulticlassROC(num_classes, **bins),
+                           pr=MulticlassPrecisionRecallCurve(num_classes, **bins))
         return MetricCollection(metrics, prefix=f"{prefix}/")
 
+    def metric_inputs(self, logits):
+        return logits.softmax(dim=-1)  # the curves need scores; the other metrics take their argmax
+
     def test_details(self, metrics, values, label_names):
+        """The confusion matrix, AUROC and average precision per class (their macro means stay logged as
+        ``test/auroc`` and ``test/average_precision``) and the curves themselves (written to ``test_curves.json``)."""
+        names = list(label_names)
         matrix = values.pop("test/confusion")
-        return {"confusion_matrix": {"labels": list(label_names), "matrix": matrix.tolist()}}
+        auroc, ap = values.pop("test/auroc_per_class"), values.pop("test/ap_per_class")
+        values["test/auroc"], values["test/average_precision"] = auroc.mean(), ap.mean()
+        fpr, tpr, _ = values.pop("test/roc")
+        precision, recall, _ = values.pop("test/pr")
+        return {"confusion_matrix": {"labels": names, "matrix": matrix.tolist()},
+                "auroc_per_class": dict(zip(names, auroc.tolist())),
+                "average_precision_per_class": dict(zip(names, ap.tolist())),
+                "curves": {"roc": {n: {"fpr": fpr[i].tolist(), "tpr": tpr[i].tolist()} for i, n in enumerate(names)},
+                           "pr": {n: {"recall": recall[i].tolist(), "precision": precision[i].tolist()}
+                                  for i, n in enumerate(names)}}}
 
     def card_labels(self, metrics: dict[str, Any]) -> str:
         return f"- **Labels:** {', '.join(metrics['test/confusion_matrix']['labels'])}\n"

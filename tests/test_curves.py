@@ -1,0 +1,50 @@
+"""Per-class ROC and precision-recall curves of a classification job: values that agree with an exact computation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ftlab.train import train
+from tests.helpers import compose, tiny_overrides
+
+
+def test_roc_and_pr_per_class_agree_with_an_exact_computation(tiny_model_dir, tiny_csv, tmp_path):
+    import torch
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ftlab.tasks.labelled_texts import clean_and_split, load_source
+
+    # One epoch at a small lr: an imperfect classifier, so the curves are not trivial.
+    metrics = train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=1", "lr=1e-4",
+                                           "data.test_size=0.3")))
+    names = ["food", "sport", "tech"]
+    assert set(metrics["test/auroc_per_class"]) == set(names)
+    assert metrics["test/auroc"] == pytest.approx(np.mean(list(metrics["test/auroc_per_class"].values())))
+
+    raw = load_source({"source": "files", "path": str(tiny_csv), "text_column": "text", "label_column": "label"})
+    texts, labels = clean_and_split(raw, 0.1, 0.3, seed=42)[0]["test"]
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "model")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    with torch.no_grad():
+        probs = model(**tokenizer(texts, padding=True, truncation=True, max_length=16,
+                                  return_tensors="pt")).logits.softmax(-1).numpy()
+    for i, name in enumerate(names):
+        truth = np.array([label == name for label in labels])
+        # 200 threshold bins: within a bin's width of the exact values.
+        assert metrics["test/auroc_per_class"][name] == pytest.approx(roc_auc_score(truth, probs[:, i]), abs=0.02)
+        assert metrics["test/average_precision_per_class"][name] == pytest.approx(
+            average_precision_score(truth, probs[:, i]), abs=0.05)
+
+    curves = json.loads((tmp_path / "test_curves.json").read_text())
+    for name in names:
+        fpr, tpr = np.array(curves["roc"][name]["fpr"]), np.array(curves["roc"][name]["tpr"])
+        order = np.argsort(fpr, kind="stable")
+        area = np.trapezoid(tpr[order], fpr[order])
+        assert area == pytest.approx(metrics["test/auroc_per_class"][name], abs=1e-4)  # the saved curve is the one
+        assert {(fpr.min(), tpr.min()), (fpr.max(), tpr.max())} == {(0.0, 0.0), (1.0, 1.0)}
+    assert (tmp_path / "plot_test_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "test/curves" not in json.loads((tmp_path / "metrics.json").read_text())
