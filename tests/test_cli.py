@@ -61,6 +61,20 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
     assert len(run_ids) == 4
     assert groups == {group_name(sweep)}  # the whole sweep in one W&B group
 
+    # The sweep report is a run of its own in the same group: the table, the plots, the recommendation.
+    [report_file] = list((sweep / "wandb").glob("offline-run-*/run-*.wandb"))
+    records = finished_wandb_records(report_file)
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert (run.run_group, run.job_type, run.display_name) == (group_name(sweep), "report", "sweep report")
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
+    assert summary["recommendation"].startswith("Best test/acc: **")
+    assert summary["recommendation"].splitlines()[0] in (sweep / "summary.md").read_text()
+    assert summary["report/summary/_type"] == "table-file" and summary["report/summary/nrows"] == 4
+    assert summary["report/plot_pareto/_type"] == "image-file"
+
 
 def test_config_errors_exit_non_zero_with_one_message(tiny_model_dir, tiny_csv, tmp_path):
     proc = run_cli(*tiny_overrides(tiny_model_dir, tiny_csv, tmp_path), "strategy=partial",

@@ -19,7 +19,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from ftlab.checks import FtlabError, ToolParser
-from ftlab.sweeps.decision import configurations, decision_section
+from ftlab.sweeps.dashboard import log_report, wandb_settings
+from ftlab.sweeps.decision import configurations, decision_section, recommend
 from ftlab.sweeps.plots import pareto_plot, plot
 from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect
 
@@ -110,15 +111,17 @@ def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
 
 
 def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: float = 1.0,
-                 max_time: float | None = None, max_memory_mb: float | None = None) -> dict[str, Any]:
+                 max_time: float | None = None, max_memory_mb: float | None = None,
+                 dashboard: bool = False) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates.
 
     ``metric`` (decided on and plotted): by default the test counterpart of the jobs' monitored metric (val/f1 ->
     test/f1). ``tolerance`` (points of a fraction metric, else percent), ``max_time`` (s) and ``max_memory_mb``
-    shape the recommendation at the top of ``summary.md``.
+    shape the recommendation at the top of ``summary.md``. ``dashboard``: also log the report to W&B when the jobs
+    logged there.
     """
     sweep_dir = Path(sweep_dir)
-    check_sweep_dir(sweep_dir)
+    jobs = check_sweep_dir(sweep_dir)
     rows, keys = collect(sweep_dir)
     if metric is not None:
         check_metric(rows, metric)
@@ -149,7 +152,12 @@ def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: fl
     plots = [p for p in (pareto_plot(configs, metric, sweep_dir), *plot(rows, metric, sweep_dir)) if p]
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
-    return {"rows": rows, "aggregate": agg, "plots": plots}
+    result = {"rows": rows, "aggregate": agg, "plots": plots, "dashboard": None}
+    if dashboard and (settings := wandb_settings(jobs)):
+        recommendation = recommend(configs, metric, tolerance, max_time, max_memory_mb)
+        result["dashboard"] = log_report(sweep_dir, settings, rows, ["job", "overrides", *keys, "status",
+                                                                      *metric_cols], recommendation, plots)
+    return result
 
 
 def failure_reason(error: BaseException) -> str:
@@ -173,12 +181,12 @@ class ReportCallback(Callback):
             self._safe_report(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        self._safe_report(Path(config.hydra.sweep.dir))
+        self._safe_report(Path(config.hydra.sweep.dir), dashboard=True)  # once, at the end: one W&B report run
 
     @staticmethod
-    def _safe_report(sweep_dir: Path) -> None:
+    def _safe_report(sweep_dir: Path, dashboard: bool = False) -> None:
         try:
-            build_report(sweep_dir)
+            build_report(sweep_dir, dashboard=dashboard)
         except Exception as err:  # a broken report must never fail a training job
             log.warning("sweep report failed: %s", failure_reason(err))
 
@@ -205,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="'cheapest within' tolerance: points of accuracy/F1 (1 = 0.01), else percent (default 1)")
     parser.add_argument("--max-time", type=float, help="a training-time budget in seconds")
     parser.add_argument("--max-memory", type=memory_mib, help="a peak-memory budget: 4GB, 512MiB, ... (bare: MiB)")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B (by default it is "
+                                                                   "logged when the sweep's jobs used W&B)")
     args = parser.parse_args(argv)
     try:
-        result = build_report(args.sweep_dir, args.metric, args.tolerance, args.max_time, args.max_memory)
+        result = build_report(args.sweep_dir, args.metric, args.tolerance, args.max_time, args.max_memory,
+                              dashboard=not args.no_wandb)
     except FtlabError as err:
         sys.exit(f"ftlab.report: {err}")
     print((args.sweep_dir / "summary.md").read_text())
