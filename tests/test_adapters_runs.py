@@ -122,4 +122,4 @@ def test_sweep_puts_adapters_beside_freezing_in_one_report(tiny_model_dir, tiny_
         assert bool(plan["params"]["adapter"]) == (row["strategy"] in ("lora", "ia3"))
         assert (sweep / row["job"] / "adapter").exists() == (row["strategy"] in ("lora", "ia3"))
     labels = {json.loads((sweep / r["job"] / "metrics.json").read_text())["strategy_label"] for r in rows}
-    assert labels == {"full", "partial", "lora(r=8)", "ia3"}
+    assert labels == {"full", "partial(k=1)", "lora(r=8)", "ia3"}

@@ -20,14 +20,15 @@ JOBS = {
 }
 
 
-@pytest.fixture
-def sweep(tmp_path):
-    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"overrides": {"task": [f"strategy={','.join(JOBS)}", "seed=1,2,3"]}}}))
+def write_sweep(directory, jobs):
+    """A finished sweep over ``strategy`` and ``seed`` with the given numbers, as Hydra and ftlab leave it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "multirun.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"overrides": {"task": [f"strategy={','.join(jobs)}", "seed=1,2,3"]}}}))
     job = 0
-    for strategy, (label, accs, time_s, memory, fraction) in JOBS.items():
+    for strategy, (label, accs, time_s, memory, fraction) in jobs.items():
         for seed, acc in zip((1, 2, 3), accs):
-            d = tmp_path / str(job)
+            d = directory / str(job)
             (d / ".hydra").mkdir(parents=True)
             (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"strategy={strategy}", f"seed={seed}"]))
             (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"strategy": {"name": strategy},
@@ -36,7 +37,12 @@ def sweep(tmp_path):
                 "monitor": "val/acc", "val/acc": acc, "test/acc": acc, "train_time_s": time_s + seed,
                 "peak_memory_mb": memory, "params/trainable_fraction": fraction, "strategy_label": label}))
             job += 1
-    return tmp_path
+    return directory
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    return write_sweep(tmp_path, JOBS)
 
 
 def test_fronts_and_paired_intervals_are_the_known_ones(sweep):
@@ -95,3 +101,16 @@ def test_a_bad_memory_budget_is_one_line(sweep, capsys):
         report_main([str(sweep), "--max-memory", "lots"])
     assert exit_.value.code == 2
     assert "--max-memory: invalid memory_mib value: 'lots'" in capsys.readouterr().err
+
+
+def test_several_sweeps_compete_in_one_report(tmp_path):
+    first = write_sweep(tmp_path / "freezing", {k: JOBS[k] for k in ("full", "partial")})
+    second = write_sweep(tmp_path / "adapters", {k: JOBS[k] for k in ("lora", "head_only")})
+    assert report_main([str(first), str(second), "--out", str(tmp_path / "joint"), "--no-wandb"]) == 0
+    summary = (tmp_path / "joint" / "summary.md").read_text()
+    # The same recommendation as the one sweep holding all four (test above), jobs named by their sweep.
+    assert "- Best test/acc: **lora(r=8)** (`sweep=adapters,strategy=lora`)" in summary
+    assert "| adapters/0 | strategy=lora,seed=1 | completed |" in summary
+    assert not (first / "summary.md").exists()  # the joint report goes to --out only
+    with pytest.raises(SystemExit, match="several sweep directories: give --out"):
+        report_main([str(first), str(second)])

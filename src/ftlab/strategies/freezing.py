@@ -49,6 +49,9 @@ class Partial(Strategy):
             chosen |= set(parts.embeddings)
         return Selection(chosen)
 
+    def label(self, cfg: dict[str, Any]) -> str:
+        return f"partial(k={cfg.get('trainable_layers', 1)})"
+
     def check(self, c: Checker, model: nn.Module | None, blocks: int | None) -> None:
         k = c.get("strategy.trainable_layers")
         if not _is_int(k):

@@ -12,6 +12,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftlab.sweeps.sweep_dir import config_name
+
 COSTS = {"train_time_s": "train time (s)", "peak_memory_mb": "peak memory (MiB)", "trainable_pct": "trainable (%)"}
 FRACTION_METRICS = ("acc", "f1", "precision", "recall")
 
@@ -48,12 +50,10 @@ class Config:
 
 def configurations(rows: list[dict[str, Any]], keys: list[str], metric: str) -> list[Config]:
     """Completed jobs with ``metric``, grouped by their swept values other than ``seed``."""
-    others = [k for k in keys if k != "seed"]
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["status"] == "completed" and isinstance(row.get(metric), (int, float)) and math.isfinite(row[metric]):
-            name = ",".join(f"{k}={row.get(k)}" for k in others) or "(all)"
-            groups.setdefault(name, []).append(row)
+            groups.setdefault(config_name(row, keys), []).append(row)
     out = []
     for name, members in groups.items():
         scores = {m.get("seed", m["job"]) if "seed" in keys else m["job"]: m[metric] for m in members}

@@ -22,7 +22,7 @@ from ftlab.checks import FtlabError, ToolParser
 from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import configurations, decision_section, recommend
 from ftlab.sweeps.plots import pareto_plot, plot
-from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect
+from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect, collect_many, config_name
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +43,13 @@ def aggregate(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -
     """Mean and std over seeds for configurations that differ only in ``seed`` (completed jobs only)."""
     if "seed" not in keys:
         return []
-    others = [k for k in keys if k != "seed"]
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["status"] == "completed":
-            groups.setdefault(tuple(row.get(k) for k in others), []).append(row)
+            groups.setdefault(config_name(row, keys), []).append(row)
     out = []
-    for values, members in groups.items():
-        agg: dict[str, Any] = {"overrides": ",".join(f"{k}={v}" for k, v in zip(others, values)) or "(all)",
-                               "seeds": len(members)}
+    for name, members in groups.items():
+        agg: dict[str, Any] = {"overrides": name, "seeds": len(members)}
         for col in columns:
             nums = [m[col] for m in members if isinstance(m.get(col), (int, float)) and math.isfinite(m[col])]
             if nums:
@@ -84,12 +82,10 @@ def _write_rows(path: Path, rows: list[dict[str, Any]], fields: list[str] | None
 
 def per_class_auroc(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
     """Markdown: test AUROC per class (one vs rest), mean over the seeds of each configuration (classification)."""
-    others = [k for k in keys if k != "seed"]
     groups: dict[str, list[dict[str, float]]] = {}
     for row in rows:
         if row["status"] == "completed" and row.get("auroc_per_class"):
-            name = ",".join(f"{k}={row.get(k)}" for k in others) or "(all)"
-            groups.setdefault(name, []).append(row["auroc_per_class"])
+            groups.setdefault(config_name(row, keys), []).append(row["auroc_per_class"])
     if not groups:
         return []
     classes = sorted({c for members in groups.values() for m in members for c in m})
@@ -110,19 +106,27 @@ def check_metric(rows: list[dict[str, Any]], metric: str) -> None:
                          f"{', '.join(valid) or '(none)'}")
 
 
-def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: float = 1.0,
+def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolerance: float = 1.0,
                  max_time: float | None = None, max_memory_mb: float | None = None,
-                 dashboard: bool = False) -> dict[str, Any]:
+                 dashboard: bool = False, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Write ``summary.csv``, ``summary.md`` and the plots into ``sweep_dir``; return the rows and aggregates.
+
+    Several sweep directories (a list) make one report in ``out_dir``: their jobs compete as one sweep.
 
     ``metric`` (decided on and plotted): by default the test counterpart of the jobs' monitored metric (val/f1 ->
     test/f1). ``tolerance`` (points of a fraction metric, else percent), ``max_time`` (s) and ``max_memory_mb``
     shape the recommendation at the top of ``summary.md``. ``dashboard``: also log the report to W&B when the jobs
     logged there.
     """
-    sweep_dir = Path(sweep_dir)
-    jobs = check_sweep_dir(sweep_dir)
-    rows, keys = collect(sweep_dir)
+    sweeps = [Path(d) for d in sweep_dir] if isinstance(sweep_dir, (list, tuple)) else [Path(sweep_dir)]
+    jobs = [job for d in sweeps for job in check_sweep_dir(d)]
+    if len(sweeps) == 1:
+        sweep_dir, (rows, keys) = sweeps[0], collect(sweeps[0])
+    elif out_dir is None:
+        raise FtlabError("several sweep directories: give --out, the directory for their joint report")
+    else:
+        sweep_dir, (rows, keys) = Path(out_dir), collect_many(sweeps)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
     if metric is not None:
         check_metric(rows, metric)
     metric_cols = metric_columns(rows)
@@ -136,7 +140,7 @@ def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: fl
     fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
     atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
     configs = configurations(rows, keys, metric)
-    text = [f"# Sweep {sweep_dir}", "",
+    text = [f"# Sweep {', '.join(map(str, sweeps))}", "",
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
             f"swept: {', '.join(keys) or '(none)'}.", "",
             *decision_section(configs, metric, tolerance=tolerance, max_time=max_time, max_memory_mb=max_memory_mb),
@@ -153,7 +157,7 @@ def build_report(sweep_dir: str | Path, metric: str | None = None, tolerance: fl
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     result = {"rows": rows, "aggregate": agg, "plots": plots, "dashboard": None}
-    if dashboard and (settings := wandb_settings(jobs)):
+    if dashboard and len(sweeps) == 1 and (settings := wandb_settings(jobs)):
         recommendation = recommend(configs, metric, tolerance, max_time, max_memory_mb)
         result["dashboard"] = log_report(sweep_dir, settings, rows, ["job", "overrides", *keys, "status",
                                                                       *metric_cols], recommendation, plots)
@@ -207,7 +211,8 @@ def memory_mib(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ToolParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep directory, or several to compare as one")
+    parser.add_argument("--out", type=Path, help="where the joint report of several sweeps goes")
     parser.add_argument("--metric", help="metric to decide on and plot (default: the test counterpart of the monitor)")
     parser.add_argument("--tolerance", type=float, default=1.0,
                         help="'cheapest within' tolerance: points of accuracy/F1 (1 = 0.01), else percent (default 1)")
@@ -218,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = build_report(args.sweep_dir, args.metric, args.tolerance, args.max_time, args.max_memory,
-                              dashboard=not args.no_wandb)
+                              dashboard=not args.no_wandb, out_dir=args.out)
     except FtlabError as err:
         sys.exit(f"ftlab.report: {err}")
-    print((args.sweep_dir / "summary.md").read_text())
+    print(((args.out if len(args.sweep_dir) > 1 else args.sweep_dir[0]) / "summary.md").read_text())
     return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0
 
 

@@ -94,3 +94,21 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def collect_many(sweep_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of several sweeps as one: jobs named ``<sweep>/<job>``, and ``sweep`` as the first swept key so that
+    configurations never merge across sweeps."""
+    rows, keys = [], ["sweep"]
+    for sweep_dir in sweep_dirs:
+        part, part_keys = collect(sweep_dir)
+        for row in part:
+            row.update(job=f"{sweep_dir.name}/{row['job']}", sweep=sweep_dir.name)
+        rows += part
+        keys += [k for k in part_keys if k not in keys]
+    return rows, keys
+
+
+def config_name(row: dict[str, Any], keys: list[str]) -> str:
+    """A configuration's name: the job's swept values other than ``seed`` (keys a sweep did not vary are left out)."""
+    return ",".join(f"{k}={row[k]}" for k in keys if k != "seed" and row.get(k) is not None) or "(all)"
