@@ -48,3 +48,25 @@ def test_roc_and_pr_per_class_agree_with_an_exact_computation(tiny_model_dir, ti
         assert {(fpr.min(), tpr.min()), (fpr.max(), tpr.max())} == {(0.0, 0.0), (1.0, 1.0)}
     assert (tmp_path / "plot_test_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "test/curves" not in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_budget_curve_points_are_where_the_logs_say(tiny_model_dir, tiny_csv, tmp_path):
+    import csv
+
+    metrics = train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=2",
+                                           "trainer.val_check_interval=3", "logger=csv", "lr=3e-3")))
+    with open(tmp_path / "curve.csv") as f:
+        curve = list(csv.DictReader(f))
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    # 48 training examples in batches of 8: 6 steps per epoch, a validation every 3 steps.
+    assert [int(r["step"]) for r in curve] == [3, 6, 9, 12]
+    assert [int(r["samples"]) for r in curve] == [24, 48, 72, 96]
+    assert [int(r["flops"]) for r in curve] == [int(r["samples"]) * plan["flops_per_sample"] for r in curve]
+    times = [float(r["train_time_s"]) for r in curve]
+    assert 0 < times[0] < times[1] < times[2] < times[3] <= metrics["train_time_s"]
+    [logged] = list(tmp_path.glob("csv/*/metrics.csv"))
+    with open(logged) as f:
+        val = [(int(r["step"]), float(r["val/acc"])) for r in csv.DictReader(f) if r.get("val/acc")]
+    # The logger's validation rows during fit (the last one is the best checkpoint's re-validation after fit);
+    # Lightning logs a validation at the index of the step before it, the curve at the optimizer steps done.
+    assert [(int(r["step"]) - 1, float(r["val/acc"])) for r in curve] == val[:4]

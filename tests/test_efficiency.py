@@ -153,3 +153,26 @@ def test_training_flops_equal_pytorchs_flop_counter(attention):
     with FlopCounterMode(display=False) as counter:
         model(input_ids=torch.randint(0, 100, (2, 40)), labels=torch.tensor([0, 1])).loss.backward()
     assert training_flops(model, batch_size=2, seq_len=40) == counter.get_total_flops() == 78_203_136
+
+
+@pytest.mark.parametrize("strategy,bound", [
+    ({"name": "head_only"}, 1e-4), ({"name": "bitfit"}, 0.0),  # (nearly) exact: no weight gradient in the blocks
+    # Over by the lowest trainable block's input gradient into q, k, v, which autograd skips: within 5%.
+    ({"name": "partial", "trainable_layers": 1}, 0.05), ({"name": "partial", "trainable_layers": 2}, 0.05),
+    ({"name": "lora", "r": 8}, 0.05),
+])
+def test_strategy_flops_estimate_is_close_to_pytorchs_flop_counter(strategy, bound):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from ftlab.plan import training_flops
+    from ftlab.strategies import apply_strategy
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=256, num_labels=3, attn_implementation="eager")
+    model, selection = apply_strategy(BertForSequenceClassification(config), strategy)
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=torch.randint(0, 100, (2, 40)), labels=torch.tensor([0, 1])).loss.backward()
+    estimate = training_flops(model, 2, 40, selection)
+    assert abs(estimate / counter.get_total_flops() - 1) <= bound

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -48,6 +49,10 @@ def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_
         assert b[key] == a[key], key  # exactly, not approximately
     wa, wb = load_file(whole / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+    # The budget curve continues across the interruption: the same points, training time still increasing.
+    ca, cb = ([r for r in csv.DictReader(open(j / "curve.csv"))] for j in (whole, cut))
+    assert [(r["step"], r["samples"], r["val/acc"]) for r in ca] == [(r["step"], r["samples"], r["val/acc"]) for r in cb]
+    assert float(cb[0]["train_time_s"]) < float(cb[1]["train_time_s"])
 
     # W&B: the resumed process continues the interrupted run (same id, derived from the job directory); only the
     # part that finished has the final test metrics.

@@ -35,20 +35,39 @@ def activation_bytes(hidden: int, heads: int, batch: int, seq: int, blocks: int,
     return int(blocks * full)
 
 
-def training_flops(model: nn.Module, batch_size: int, seq_len: int) -> int:
-    """Matrix-multiply FLOPs of one full fine-tuning step (forward + backward) of an encoder classifier.
+def training_flops(model: nn.Module, batch_size: int, seq_len: int, selection: Selection | None = None) -> int:
+    """Matrix-multiply FLOPs of one training step (forward + backward) of an encoder classifier.
 
-    Each 2-D weight in the blocks costs 6 FLOPs per weight per token (2 forward, 4 backward); attention scores and
-    the weighted sum cost 12 * seq_len * hidden per token per block; the head's 2-D weights (pooler, classifier) act
-    once per sequence. Embedding lookups, norms and activations are not counted (the usual convention for MFU).
+    Forward: 2 FLOPs per 2-D block weight per token, 4 * seq_len * hidden per token per block for attention scores
+    and the weighted sum; the head's 2-D weights act once per sequence. Backward: input gradients (as much again as
+    the forward) through every block from the top down to the lowest one holding a trainable weight, and weight
+    gradients (2 per weight per token) for trainable weights only. Without ``selection`` everything trains (full
+    fine-tuning: 6 per weight per token, exactly what PyTorch's FLOP counter counts). Embedding lookups, norms and
+    activations are not counted (the usual convention for MFU).
     """
     parts = find_parts(model)
     params = dict(model.named_parameters())
-    block_weights = sum(params[n].numel() for block in parts.blocks for n in block if params[n].dim() == 2)
-    head_weights = sum(params[n].numel() for n in parts.head if params[n].dim() == 2)
-    hidden = model.config.hidden_size
-    per_sequence = 6 * seq_len * block_weights + 12 * len(parts.blocks) * seq_len**2 * hidden + 6 * head_weights
-    return batch_size * per_sequence
+    trainable = selection.trainable if selection is not None else set(params)
+
+    def weights(names, only_trainable=False):
+        return sum(params[n].numel() for n in names if params[n].dim() == 2 and (n in trainable or not only_trainable))
+
+    attention = 4 * seq_len**2 * model.config.hidden_size
+    lowest = next((i for i, b in enumerate(parts.blocks) if any(n in trainable for n in b)), len(parts.blocks))
+    if any(n in trainable for n in parts.embeddings):
+        lowest = 0
+    forward = sum(2 * seq_len * weights(b) + attention for b in parts.blocks) + 2 * weights(parts.head)
+    backward_input = sum(2 * seq_len * weights(b) + 2 * attention for b in parts.blocks[lowest:])
+    backward_weight = 2 * seq_len * sum(weights(b, True) for b in parts.blocks) + 2 * weights(parts.head, True)
+    head_input = 2 * weights(parts.head) if lowest < len(parts.blocks) else 0
+    output = getattr(model, "get_output_embeddings", lambda: None)()
+    if output is not None:  # a causal LM's head acts on every token (its weight may be tied to the input embedding)
+        lm_weights, lm_trains = output.weight.numel(), any(p is output.weight and n in trainable
+                                                           for n, p in params.items())
+        forward += 2 * seq_len * lm_weights
+        backward_weight += 2 * seq_len * lm_weights if lm_trains else 0
+        head_input += 2 * seq_len * lm_weights if lowest < len(parts.blocks) else 0
+    return batch_size * (forward + backward_input + backward_weight + head_input)
 
 
 def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_length: int,
@@ -79,6 +98,10 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
     hidden = getattr(config, "hidden_size", 0) or 0
     heads = getattr(config, "num_attention_heads", 1) or 1
     adapter = sum(params[n].numel() for n in selection.added)
+    try:
+        flops_per_sample = training_flops(model, 1, max_length, selection)
+    except (ArchitectureError, AttributeError):
+        flops_per_sample = None
     return {
         "strategy_stages": selection.num_stages,
         "params": {"total": total, "trainable": n_trainable, "trainable_fraction": n_trainable / total,
@@ -90,6 +113,8 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
             "activations_estimate": activation_bytes(hidden, heads, batch_size, max_length, len(blocks) - lowest,
                                                      precision, checkpointing),
         },
+        # One sample at max_length (the budget curves' FLOPs axis); None when the blocks cannot be found.
+        "flops_per_sample": flops_per_sample,
         "backward_blocks": len(blocks) - lowest,
         # An adapter trains few weights, but back-propagation still runs through every adapted block, storing its
         # activations as full fine-tuning does: its savings are gradients and optimizer state, not activations.

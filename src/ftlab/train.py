@@ -23,7 +23,7 @@ from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.optimization import learning_rate
 from ftlab.plan import build_plan, format_plan, write_plan
-from ftlab.runtime.callbacks import SpeedMonitor, build_callbacks
+from ftlab.runtime.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
 from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.runtime.loggers import build_loggers, finish_loggers
@@ -85,7 +85,7 @@ def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan
     loggers = build_loggers(_plain(cfg.get("logger")), str(out_dir))
     failed = True
     try:
-        trainer, speed = build_trainer(cfg, loggers, datamodule)
+        trainer, speed = build_trainer(cfg, loggers, datamodule, plan.get("flops_per_sample"))
         for logger in loggers:
             logger.log_hyperparams({**_plain(cfg), **module.param_counts, "data/split_sizes": datamodule.split_sizes,
                                     "plan": plan})
@@ -97,14 +97,16 @@ def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan
         finish_loggers(loggers, failed)
 
 
-def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData) -> tuple[L.Trainer, SpeedMonitor]:
-    """``lightning.Trainer`` from ``cfg.trainer`` with the configured callbacks, ftlab's speed monitor and the
-    interruption / resumption callback."""
+def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData,
+                  flops_per_sample: int | None = None) -> tuple[L.Trainer, SpeedMonitor]:
+    """``lightning.Trainer`` from ``cfg.trainer`` with the configured callbacks, ftlab's speed monitor, the budget
+    curve and the interruption / resumption callback."""
     speed = SpeedMonitor()
     callbacks = build_callbacks(
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
         progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
-    callbacks += [speed, Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule)]
+    callbacks += [speed, BudgetCurve(Path(cfg.output_dir) / "curve.csv", speed, cfg.monitor, flops_per_sample),
+                  Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule)]
     plugins = []
     if "deepspeed" not in str(cfg.trainer.get("strategy")).lower():  # DeepSpeed writes its own checkpoint folders
         plugins.append(SafeCheckpointIO())

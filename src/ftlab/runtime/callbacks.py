@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -58,9 +59,64 @@ class SpeedMonitor(L.Callback):
     def samples_per_s(self) -> float:
         return self.samples / self.step_time if self.step_time else 0.0
 
+    def state_dict(self) -> dict[str, Any]:
+        # Saved in checkpoints: a resumed job's samples and training time continue where they stopped.
+        return {"samples": self.samples, "step_time": self.step_time}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.samples, self.step_time = state["samples"], state["step_time"]
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.loggers:
             pl_module.log("train/samples_per_s", self.samples_per_s)
+
+
+class BudgetCurve(L.Callback):
+    """``curve.csv``: at every validation during fit, the samples and training time spent so far (validation
+    excluded), the estimated training FLOPs and the monitored metric: the job's quality against its budget.
+
+    A resumed job keeps the rows up to its checkpoint's step and continues them.
+    """
+
+    def __init__(self, path: Path, speed: SpeedMonitor, monitor: str, flops_per_sample: int | None):
+        self.path, self.speed, self.monitor, self.flops_per_sample = Path(path), speed, monitor, flops_per_sample
+        self.fields = ("step", "epoch", "samples", "train_time_s", "flops", monitor)
+
+    def on_train_start(self, trainer, pl_module) -> None:  # after a checkpoint restored the step
+        if not trainer.is_global_zero:
+            return
+        rows = self._read() if trainer.ckpt_path else []
+        self._write([r for r in rows if int(r["step"]) <= trainer.global_step])
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or value is None:
+            return
+        if trainer.is_global_zero:
+            flops = self.speed.samples * self.flops_per_sample if self.flops_per_sample else ""
+            self._write([*self._read(), dict(zip(self.fields, (
+                trainer.global_step, trainer.current_epoch, self.speed.samples, round(self.speed.step_time, 4),
+                flops, float(value))))])
+
+    def _read(self) -> list[dict[str, str]]:
+        import csv
+
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        import csv
+
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
 
 
 def build_callbacks(cfg: dict[str, Any] | None, has_logger: bool, progress_bar: bool = True) -> list[L.Callback]:
