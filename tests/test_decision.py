@@ -33,6 +33,10 @@ def write_sweep(directory, jobs):
             (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"strategy={strategy}", f"seed={seed}"]))
             (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"strategy": {"name": strategy},
                                                                      "monitor": "val/acc"}))
+            # Two validations: at half the training time (5 points lower) and at the end.
+            half, end = {"full": 50, "partial": 25, "lora": 35, "head_only": 10}[strategy], time_s + seed
+            (d / "curve.csv").write_text("step,epoch,samples,train_time_s,flops,val/acc\n"
+                                         f"5,0,{10 * half},{half},,{acc - 0.05}\n10,0,{10 * end},{end},,{acc}\n")
             (d / "metrics.json").write_text(json.dumps({
                 "monitor": "val/acc", "val/acc": acc, "test/acc": acc, "train_time_s": time_s + seed,
                 "peak_memory_mb": memory, "params/trainable_fraction": fraction, "strategy_label": label}))
@@ -114,3 +118,16 @@ def test_several_sweeps_compete_in_one_report(tmp_path):
     assert not (first / "summary.md").exists()  # the joint report goes to --out only
     with pytest.raises(SystemExit, match="several sweep directories: give --out"):
         report_main([str(first), str(second)])
+
+
+def test_budget_section_ranks_by_best_so_far_at_fractions_of_the_largest_budget(sweep):
+    build_report(sweep)
+    summary = (sweep / "summary.md").read_text()
+    section = summary.split("## Budget: val/acc while training")[1]
+    # Largest job: full, seed 3, 103 s. By 25.75 s only partial (25 s) and head_only (10 s) have validated.
+    assert ("- At 25% of the largest job's training time (s, validation excluded) (25.75): partial 0.87; "
+            "head_only 0.81") in section  # head_only has finished (21-23 s)
+    assert ("- At 100% of the largest job's training time (s, validation excluded) (103): lora(r=8) 0.9233; "
+            "full 0.92; partial 0.92; head_only 0.81") in section
+    assert "- At 25% of the largest job's training samples seen (257.5): partial 0.87; head_only 0.81" in section
+    assert (sweep / "plot_budget_curves.png").read_bytes()[:4] == b"\x89PNG"

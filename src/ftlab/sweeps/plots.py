@@ -95,3 +95,40 @@ def pareto_plot(configs, metric: str, sweep_dir: Path) -> Path | None:
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
     plt.close(fig)
     return path
+
+
+def budget_plot(all_curves, monitor: str, sweep_dir: Path) -> Path | None:
+    """One PNG, a panel per budget axis (training time, samples, FLOPs): each configuration's validation metric,
+    mean over seeds with a ± std band, at every validation point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ftlab.sweeps.budget import AXES
+
+    axes_present = [a for a in AXES if any(a in c.x for c in all_curves)]
+    if not all_curves or not axes_present:
+        return None
+    fig, axes = plt.subplots(1, len(axes_present), figsize=(4.2 * len(axes_present), 3.6), squeeze=False)
+    for ax, axis in zip(axes[0], axes_present):
+        for i, curve in enumerate(sorted(all_curves, key=lambda c: c.label)):
+            if axis not in curve.x:
+                continue
+            color = plt.cm.tab10(i % 10)
+            low = [m - s for m, s in zip(curve.mean, curve.std)]
+            high = [m + s for m, s in zip(curve.mean, curve.std)]
+            ax.plot(curve.x[axis], curve.mean, "o-", ms=3, color=color,
+                    label=f"{curve.label} ({curve.seeds} seed{'s' if curve.seeds > 1 else ''})")
+            ax.fill_between(curve.x[axis], low, high, color=color, alpha=0.15, lw=0)
+        ax.set_xlabel(AXES[axis])
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{monitor} (mean ± std over seeds)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False,
+               bbox_to_anchor=(0.5, 1.02))
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    path = sweep_dir / "plot_budget_curves.png"
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+    return path

@@ -21,7 +21,8 @@ from hydra.experimental.callback import Callback
 from ftlab.checks import FtlabError, ToolParser
 from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import configurations, decision_section, recommend
-from ftlab.sweeps.plots import pareto_plot, plot
+from ftlab.sweeps.budget import curves, leaders
+from ftlab.sweeps.plots import budget_plot, pareto_plot, plot
 from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect, collect_many, config_name
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,15 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
                   for a in agg]
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
     text += per_class_auroc(rows, keys)
-    plots = [p for p in (pareto_plot(configs, metric, sweep_dir), *plot(rows, metric, sweep_dir)) if p]
+    monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val/" + metric.split("/", 1)[-1])
+    budget_curves = curves(rows, keys, monitor)
+    if budget_curves:
+        text += ["", f"## Budget: {monitor} while training", "",
+                 "Best-so-far validation value (what the best checkpoint would give if training stopped there), mean "
+                 "over seeds, at fractions of the largest job's budget; `plot_budget_curves.png` shows the curves.",
+                 "", *leaders(budget_curves, monitor), *leaders(budget_curves, monitor, "samples")]
+    plots = [p for p in (pareto_plot(configs, metric, sweep_dir), budget_plot(budget_curves, monitor, sweep_dir),
+                         *plot(rows, metric, sweep_dir)) if p]
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     result = {"rows": rows, "aggregate": agg, "plots": plots, "dashboard": None}

@@ -61,6 +61,8 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         for key in keys:
             row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
         row["strategy_name"] = (config.get("strategy") or {}).get("name")
+        if (job / "curve.csv").exists():  # also for running and failed jobs: how far they got
+            row["curve"] = read_curve(job / "curve.csv")
         if (job / "metrics.json").exists():
             metrics = json.loads((job / "metrics.json").read_text())
             monitor = metrics.get("monitor", config.get("monitor", "val/acc"))
@@ -112,3 +114,11 @@ def collect_many(sweep_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str
 def config_name(row: dict[str, Any], keys: list[str]) -> str:
     """A configuration's name: the job's swept values other than ``seed`` (keys a sweep did not vary are left out)."""
     return ",".join(f"{k}={row[k]}" for k in keys if k != "seed" and row.get(k) is not None) or "(all)"
+
+
+def read_curve(path: Path) -> list[dict[str, float]]:
+    """A job's ``curve.csv`` as numbers (empty cells: None)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
