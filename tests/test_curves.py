@@ -70,3 +70,25 @@ def test_budget_curve_points_are_where_the_logs_say(tiny_model_dir, tiny_csv, tm
     # The logger's validation rows during fit (the last one is the best checkpoint's re-validation after fit);
     # Lightning logs a validation at the index of the step before it, the curve at the optimizer steps done.
     assert [(int(r["step"]) - 1, float(r["val/acc"])) for r in curve] == val[:4]
+
+
+@pytest.mark.parametrize("trainer,points,expected", [
+    ({"max_epochs": 1, "val_check_interval": None}, 4, 0.25),
+    ({"max_epochs": 2, "val_check_interval": None}, 4, 0.5),
+    ({"max_epochs": 3, "val_check_interval": None}, 4, 0.5),  # 2 per epoch: at least 4 in all
+    ({"max_epochs": 4, "val_check_interval": None}, 4, None),  # once per epoch is enough
+    ({"max_epochs": 1, "val_check_interval": 10}, 4, None),  # the user's schedule wins
+    ({"max_epochs": 1, "val_check_interval": None}, None, None),
+])
+def test_validation_schedule_gives_short_jobs_several_points(trainer, points, expected):
+    from ftlab.runtime.validation_schedule import validation_interval
+
+    assert validation_interval(trainer, points) == expected
+
+
+def test_a_one_epoch_job_gets_several_curve_points(tiny_model_dir, tiny_csv, tmp_path):
+    import csv
+
+    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=1", "curve_points=3")))
+    with open(tmp_path / "curve.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4, 6]  # 6 batches, every third of the epoch

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from ftlab.checks import Checker, ConfigError
 from ftlab.models import check_model
 from ftlab.optimization import check_layer_decay, check_optimizer
+from ftlab.runtime.validation_schedule import check_curve_points
 from ftlab.strategies import check_strategy
 from ftlab.sweeps.search_space import SEARCH_OPTIONS
 from ftlab.tasks import TASKS
@@ -22,7 +23,7 @@ ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
 TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
              "monitor_mode", "resume", "export_onnx", "eval_before", "plan_only", "output_dir",
-             "search")  # search: options of hparams_search=optuna
+             "curve_points", "search")  # search: options of hparams_search=optuna
 
 __all__ = ["ConfigError", "validate_config"]
 
@@ -123,6 +124,7 @@ def validate_config(cfg: DictConfig) -> None:
         _check_monitor(c)
     if c.get("export_onnx") and c.get("task") != "text_classification":
         c.fail("export_onnx", "ONNX export is implemented for task=text_classification only")
+    check_curve_points(c)
     _check_keys(c)
     _check_output_dir(c)
     if c.get("trainer._target_") is None:
