@@ -24,6 +24,7 @@ STRATEGIES = {
     "head_only": ({"name": "head_only"}, 1 / 3),
     "bitfit": ({"name": "bitfit"}, 2 / 3),
     "lora r=8": ({"name": "lora", "r": 8, "dropout": 0.1}, 2 / 3),
+    "lora r=8 no dropout": ({"name": "lora", "r": 8, "dropout": 0.0}, 2 / 3),
     "lora r=8 top 2": ({"name": "lora", "r": 8, "dropout": 0.1, "layers": 2}, (1 + 2 / L) / 3),
     "ia3": ({"name": "ia3"}, 2 / 3),
 }
