@@ -238,3 +238,33 @@ def test_qlora_trains_on_a_4bit_base_and_exports_a_full_precision_merge(tiny_mod
     assert "quantization_config" not in config  # plain transformers loads it, without bitsandbytes
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+@pytest.mark.parametrize("strategy", [{"name": "lora", "r": 4}, {"name": "ia3"}])
+def test_merged_export_equals_the_adapted_model(arch, strategy, tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification
+
+    from ftlab.deploy.export import export_adapter
+    from tests.test_architectures import build
+
+    model, selection = apply_strategy(build(arch), strategy)
+    torch.manual_seed(1)
+    with torch.no_grad():  # as if trained: every trainable weight moved
+        for name, param in model.named_parameters():
+            if name in selection.trainable:
+                param.add_(0.3 * torch.randn_like(param))
+    model.eval()
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])}
+    with torch.no_grad():
+        expected = model(**batch).logits
+    module = SimpleNamespace(model=model, hparams=SimpleNamespace(strategy=strategy))
+    merged = export_adapter(module, tmp_path / "adapter")
+    merged.save_pretrained(tmp_path / "model")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, expected)  # the trained model itself is untouched

@@ -68,7 +68,22 @@ def export_adapter(module, directory: Path, state_dict: dict[str, Any] | None = 
     if quantized:
         trained, (model, _) = model, module.build_model(quantized=False)
         set_peft_model_state_dict(model, get_peft_model_state_dict(trained))
+    unwrap_trained_copies(model)
     return model.merge_and_unload()
+
+
+def unwrap_trained_copies(model) -> None:
+    """Put each fully trained module (PEFT's ``modules_to_save`` copy) in place of its wrapper.
+
+    ``merge_and_unload`` does this itself for LoRA, but IA3's unloading copies ``.weight`` from the wrapper and fails
+    on a module that has none (BERT's pooler, RoBERTa's classification head; peft 0.21).
+    """
+    from peft.utils.other import ModulesToSaveWrapper
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.modules_to_save[module.active_adapters[0]])
 
 
 def _plain(value: Any) -> Any:
