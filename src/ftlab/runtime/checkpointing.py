@@ -43,8 +43,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 os.fsync(f.fileno())
             os.replace(tmp, target)
             tmp = None
-        except OSError as err:
-            raise CheckpointError(f"{target}: the checkpoint could not be written ({err.strerror or err}); any "
+        except (OSError, RuntimeError) as err:
+            # torch's zip writer can turn a failed write into a RuntimeError ("unexpected pos"); the OSError is
+            # its context then. Any other RuntimeError is not ours to rename.
+            cause = err if isinstance(err, OSError) else err.__context__
+            if not isinstance(cause, OSError):
+                raise
+            raise CheckpointError(f"{target}: the checkpoint could not be written ({cause.strerror or cause}); any "
                                   "previous checkpoint there is intact: free space or fix permissions, then resume"
                                   ) from err
         finally:
