@@ -88,13 +88,7 @@ def pareto_plot(configs, metric: str, sweep_dir: Path) -> Path | None:
     handles = [plt.Line2D([], [], marker="o", ls="", color=colors[label], label=label) for label in labels]
     handles.append(plt.Line2D([], [], marker="o", ls="", color="0.3", mfc="white", label="dominated"))
     handles.append(plt.Line2D([], [], color="0.4", lw=1, label="Pareto front"))
-    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), frameon=False,
-               bbox_to_anchor=(0.5, 1.02))
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    path = sweep_dir / "plot_pareto.png"
-    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
-    plt.close(fig)
-    return path
+    return _save_panels(fig, handles, min(len(handles), 7), sweep_dir / "plot_pareto.png")
 
 
 def budget_plot(all_curves, monitor: str, sweep_dir: Path) -> Path | None:
@@ -124,11 +118,16 @@ def budget_plot(all_curves, monitor: str, sweep_dir: Path) -> Path | None:
         ax.set_xlabel(AXES[axis])
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"{monitor} (mean ± std over seeds)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 4), frameon=False,
-               bbox_to_anchor=(0.5, 1.02))
+    handles = axes[0][0].get_legend_handles_labels()[0]
+    return _save_panels(fig, handles, min(len(handles), 4), sweep_dir / "plot_budget_curves.png")
+
+
+def _save_panels(fig, handles, ncol: int, path: Path) -> Path:
+    """A row of panels with one legend above them, written as a PNG (atomically) and closed."""
+    import matplotlib.pyplot as plt
+
+    fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    path = sweep_dir / "plot_budget_curves.png"
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
     plt.close(fig)
     return path
