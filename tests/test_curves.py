@@ -92,3 +92,13 @@ def test_a_one_epoch_job_gets_several_curve_points(tiny_model_dir, tiny_csv, tmp
     train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=1", "curve_points=3")))
     with open(tmp_path / "curve.csv") as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == [2, 4, 6]  # 6 batches, every third of the epoch
+
+
+def test_extra_curve_points_keep_early_stopping_patience_in_epochs():
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from ftlab.runtime.validation_schedule import keep_patience_in_epochs
+
+    stop = EarlyStopping(monitor="val/acc", patience=3)
+    keep_patience_in_epochs([stop], per_epoch=4)
+    assert stop.patience == 12

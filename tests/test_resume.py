@@ -13,7 +13,9 @@ from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 
-RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true"]
+# One validation per epoch (curve_points=null): the epoch-boundary case below is about that schedule.
+RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true",
+       "curve_points=null"]
 
 
 # Step 8 of 12 is mid second epoch; step 6 is the first epoch's last batch, where the save waits for that epoch's

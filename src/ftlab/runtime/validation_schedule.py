@@ -19,3 +19,13 @@ def check_curve_points(c) -> None:
     """``curve_points`` is a positive integer or null."""
     if c.get("curve_points") is not None:
         c.positive("curve_points", int)
+
+
+def keep_patience_in_epochs(callbacks: list, per_epoch: int) -> None:
+    """Early stopping counts its patience in validations: with ``per_epoch`` of them per epoch, multiply it, so that
+    extra curve points never stop a job sooner (in epochs) than once-per-epoch validation would."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    for callback in callbacks:
+        if isinstance(callback, EarlyStopping):
+            callback.patience *= per_epoch
