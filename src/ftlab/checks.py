@@ -6,6 +6,7 @@ import argparse
 import difflib
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +17,16 @@ class FtlabError(ValueError):
 
     ``python run.py`` and the tools print it as ``ftlab: <message>`` and exit with status 1, without a traceback.
     """
+
+
+def existing_dir(path: str | Path, help_text: str) -> Path:
+    """``path`` as a ``Path`` if it is an existing directory; else an ``FtlabError`` that says which and what to give."""
+    path = Path(path)
+    if not path.exists():
+        raise FtlabError(f"{path}: no such directory; {help_text}")
+    if not path.is_dir():
+        raise FtlabError(f"{path}: not a directory; {help_text}")
+    return path
 
 
 class ConfigError(FtlabError):

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from ftlab.checks import DataError, FtlabError, ToolParser
+from ftlab.checks import DataError, FtlabError, ToolParser, existing_dir
 from ftlab.model_files import model_dir_problem
 from ftlab.tasks import TASKS, get_task
 
@@ -41,11 +41,7 @@ def check_model_dir(path: str | Path) -> Path:
 
     A problem is an ``FtlabError`` naming the path and what a valid directory holds.
     """
-    given = Path(path)
-    if not given.exists():
-        raise FtlabError(f"{given}: no such directory; {MODEL_DIR_HELP}")
-    if not given.is_dir():
-        raise FtlabError(f"{given}: not a directory; {MODEL_DIR_HELP}")
+    given = existing_dir(path, MODEL_DIR_HELP)
     root = model_dir(given)
     if not (root / "config.json").is_file():
         raise FtlabError(f"{given}: neither a job directory (no model/config.json) nor a model directory (no "

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ftlab.checks import FtlabError
+from ftlab.checks import FtlabError, existing_dir
 from ftlab.sweeps.identity import job_label, swept_keys
 
 SWEEP_HELP = ("give a sweep directory such as outputs/multirun/DATE/TIME (it holds numbered job directories with "
@@ -26,11 +26,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def check_sweep_dir(sweep_dir: str | Path) -> list[Path]:
     """The job directories of ``sweep_dir``; an ``FtlabError`` naming the directory and what a sweep holds if it has
     none (a missing path, a single job's directory, the parent of sweeps)."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.exists():
-        raise FtlabError(f"{sweep_dir}: no such directory; {SWEEP_HELP}")
-    if not sweep_dir.is_dir():
-        raise FtlabError(f"{sweep_dir}: not a directory; {SWEEP_HELP}")
+    sweep_dir = existing_dir(sweep_dir, SWEEP_HELP)
     jobs = job_dirs(sweep_dir)
     if jobs:
         return jobs
