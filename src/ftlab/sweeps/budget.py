@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftlab.sweeps.decision import lower_is_better
-from ftlab.sweeps.sweep_dir import config_name
+from ftlab.sweeps.sweep_dir import by_configuration
 
 AXES = {"train_time_s": "training time (s, validation excluded)", "samples": "training samples seen",
         "flops": "estimated training FLOPs"}
@@ -31,10 +31,7 @@ class Curve:
 
 def curves(rows: list[dict[str, Any]], keys: list[str], monitor: str) -> list[Curve]:
     """The budget curves of the configurations whose jobs recorded ``curve.csv`` (running jobs included)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row.get("curve") and all(monitor in point for point in row["curve"]):
-            groups.setdefault(config_name(row, keys), []).append(row)
+    groups = by_configuration(rows, keys, lambda row: row.get("curve") and all(monitor in p for p in row["curve"]))
     out = []
     for name, members in groups.items():
         runs = [row["curve"] for row in members]

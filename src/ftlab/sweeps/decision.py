@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftlab.sweeps.sweep_dir import config_name
+from ftlab.sweeps.sweep_dir import by_configuration
 
 COSTS = {"train_time_s": "train time (s)", "peak_memory_mb": "peak memory (MiB)", "trainable_pct": "trainable (%)"}
 FRACTION_METRICS = ("acc", "f1", "precision", "recall")
@@ -50,10 +50,8 @@ class Config:
 
 def configurations(rows: list[dict[str, Any]], keys: list[str], metric: str) -> list[Config]:
     """Completed jobs with ``metric``, grouped by their swept values other than ``seed``."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["status"] == "completed" and isinstance(row.get(metric), (int, float)) and math.isfinite(row[metric]):
-            groups.setdefault(config_name(row, keys), []).append(row)
+    groups = by_configuration(rows, keys, lambda row: row["status"] == "completed" and isinstance(
+        row.get(metric), (int, float)) and math.isfinite(row[metric]))
     out = []
     for name, members in groups.items():
         scores = {m.get("seed", m["job"]) if "seed" in keys else m["job"]: m[metric] for m in members}
@@ -61,6 +59,11 @@ def configurations(rows: list[dict[str, Any]], keys: list[str], metric: str) -> 
                  if all(isinstance(m.get(c), (int, float)) for m in members)}
         out.append(Config(name, str(members[0].get("strategy_name") or name), scores, costs))
     return out
+
+
+def ranked(configs: list[Config], metric: str) -> list[Config]:
+    """Best first: highest mean, or lowest for a loss or perplexity."""
+    return sorted(configs, key=lambda c: c.mean, reverse=not lower_is_better(metric))
 
 
 def pareto_front(configs: list[Config], cost: str, metric: str) -> list[Config]:
@@ -142,10 +145,10 @@ def recommend(configs: list[Config], metric: str, tolerance: float = 1.0, max_ti
     if not configs:
         return ["No completed job has the metric yet: no recommendation."]
     sign = -1 if lower_is_better(metric) else 1
-    ranked = sorted(configs, key=lambda c: -sign * c.mean)
-    best = ranked[0]
+    order = ranked(configs, metric)
+    best = order[0]
     lines = [f"Best {metric}: {describe(best, metric)}."]
-    if len(ranked) > 1 and (p := paired(best, ranked[1])) is not None:
+    if len(order) > 1 and (p := paired(best, order[1])) is not None:
         lines.append(comparison(p, metric))
     within, unit = tolerance_amount(metric, tolerance, best.mean)
     close = [c for c in configs if sign * (best.mean - c.mean) <= within and "train_time_s" in c.costs]
@@ -163,15 +166,16 @@ def recommend(configs: list[Config], metric: str, tolerance: float = 1.0, max_ti
                               ("peak_memory_mb", max_memory_mb, "MiB of peak memory")):
         if limit is None:
             continue
-        fits = [c for c in ranked if c.costs.get(cost, math.inf) <= limit]
+        fits = [c for c in order if c.costs.get(cost, math.inf) <= limit]
         lines.append(f"Best within {_fmt(limit)} {what}: {describe(fits[0], metric)}." if fits else
                      f"No configuration fits within {_fmt(limit)} {what}.")
     return lines
 
 
-def decision_section(configs: list[Config], metric: str, **budget: Any) -> list[str]:
-    """Markdown: the recommendation, the Pareto fronts, and every configuration against the best on shared seeds."""
-    lines = ["## Recommendation", "", *(f"- {line}" for line in recommend(configs, metric, **budget)), ""]
+def decision_section(configs: list[Config], metric: str, recommendation: list[str]) -> list[str]:
+    """Markdown: the recommendation (``recommend``'s lines), the Pareto fronts, and every configuration against the
+    best on shared seeds."""
+    lines = ["## Recommendation", "", *(f"- {line}" for line in recommendation), ""]
     if not configs:
         return lines
     lines += ["## Pareto front", "",
@@ -182,10 +186,10 @@ def decision_section(configs: list[Config], metric: str, **budget: Any) -> list[
         if front:
             lines.append(f"- {title}: " + "; ".join(f"{c.label} ({_fmt(c.mean)} at {_fmt(c.costs[cost])})"
                                                    for c in front))
-    sign = -1 if lower_is_better(metric) else 1
-    best = max(configs, key=lambda c: sign * c.mean)
+    order = ranked(configs, metric)
+    best = order[0]
     rows = []
-    for config in sorted(configs, key=lambda c: -sign * c.mean):
+    for config in order:
         p = paired(best, config) if config is not best else None
         rows.append([config.label, config.name, str(len(config.scores)), _fmt(config.mean), _fmt(config.std),
                      "" if p is None else _fmt(p.mean),

@@ -23,7 +23,7 @@ from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import configurations, decision_section, recommend
 from ftlab.sweeps.budget import curves, leaders
 from ftlab.sweeps.plots import budget_plot, pareto_plot, plot
-from ftlab.sweeps.sweep_dir import atomic_write, check_sweep_dir, collect, collect_many, config_name
+from ftlab.sweeps.sweep_dir import atomic_write, by_configuration, check_sweep_dir, collect, collect_many
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,7 @@ def aggregate(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -
     """Mean and std over seeds for configurations that differ only in ``seed`` (completed jobs only)."""
     if "seed" not in keys:
         return []
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        if row["status"] == "completed":
-            groups.setdefault(config_name(row, keys), []).append(row)
+    groups = by_configuration(rows, keys, lambda row: row["status"] == "completed")
     out = []
     for name, members in groups.items():
         agg: dict[str, Any] = {"overrides": name, "seeds": len(members)}
@@ -83,10 +80,8 @@ def _write_rows(path: Path, rows: list[dict[str, Any]], fields: list[str] | None
 
 def per_class_auroc(rows: list[dict[str, Any]], keys: list[str]) -> list[str]:
     """Markdown: test AUROC per class (one vs rest), mean over the seeds of each configuration (classification)."""
-    groups: dict[str, list[dict[str, float]]] = {}
-    for row in rows:
-        if row["status"] == "completed" and row.get("auroc_per_class"):
-            groups.setdefault(config_name(row, keys), []).append(row["auroc_per_class"])
+    groups = {name: [row["auroc_per_class"] for row in members] for name, members in by_configuration(
+        rows, keys, lambda row: row["status"] == "completed" and row.get("auroc_per_class")).items()}
     if not groups:
         return []
     classes = sorted({c for members in groups.values() for m in members for c in m})
@@ -133,18 +128,20 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
     metric_cols = metric_columns(rows)
     agg = aggregate(rows, keys, metric_cols)
     columns = ["job", "overrides", "status", *metric_cols, "reason"]
+    monitor = next((r["monitor"] for r in rows if r.get("monitor")), None)
     if metric is None:
-        monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val/acc")
-        metric = "test/" + monitor.split("/", 1)[-1]
+        metric = "test/" + (monitor or "val/acc").split("/", 1)[-1]
+    monitor = monitor or "val/" + metric.split("/", 1)[-1]
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed", "running")}
 
     fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
     atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
     configs = configurations(rows, keys, metric)
+    recommendation = recommend(configs, metric, tolerance, max_time, max_memory_mb)
     text = [f"# Sweep {', '.join(map(str, sweeps))}", "",
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
             f"swept: {', '.join(keys) or '(none)'}.", "",
-            *decision_section(configs, metric, tolerance=tolerance, max_time=max_time, max_memory_mb=max_memory_mb),
+            *decision_section(configs, metric, recommendation),
             "## Jobs", "", "best_val is the job's monitored validation metric.", "", markdown_table(rows, columns)]
     if agg:
         atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
@@ -154,7 +151,6 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
                   for a in agg]
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
     text += per_class_auroc(rows, keys)
-    monitor = next((r["monitor"] for r in rows if r.get("monitor")), "val/" + metric.split("/", 1)[-1])
     budget_curves = curves(rows, keys, monitor)
     if budget_curves:
         text += ["", f"## Budget: {monitor} while training", "",
@@ -167,7 +163,6 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     result = {"rows": rows, "aggregate": agg, "plots": plots, "dashboard": None}
     if dashboard and len(sweeps) == 1 and (settings := wandb_settings(jobs)):
-        recommendation = recommend(configs, metric, tolerance, max_time, max_memory_mb)
         result["dashboard"] = log_report(sweep_dir, settings, rows, ["job", "overrides", *keys, "status",
                                                                       *metric_cols], recommendation, plots)
     return result

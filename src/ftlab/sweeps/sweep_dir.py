@@ -107,6 +107,15 @@ def collect_many(sweep_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str
     return rows, keys
 
 
+def by_configuration(rows: list[dict[str, Any]], keys: list[str], keep) -> dict[str, list[dict[str, Any]]]:
+    """The rows for which ``keep(row)`` holds, grouped by configuration (``config_name``), in the sweep's order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if keep(row):
+            groups.setdefault(config_name(row, keys), []).append(row)
+    return groups
+
+
 def config_name(row: dict[str, Any], keys: list[str]) -> str:
     """A configuration's name: the job's swept values other than ``seed`` (keys a sweep did not vary are left out)."""
     return ",".join(f"{k}={row[k]}" for k in keys if k != "seed" and row.get(k) is not None) or "(all)"
