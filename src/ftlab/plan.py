@@ -35,6 +35,14 @@ def activation_bytes(hidden: int, heads: int, batch: int, seq: int, blocks: int,
     return int(blocks * full)
 
 
+def lowest_backward_block(blocks: list[list[str]], embeddings: list[str], trainable: set[str]) -> int:
+    """Where backward stops: the lowest block holding a trainable parameter (0 when the embeddings train;
+    ``len(blocks)`` when no block does)."""
+    if any(n in trainable for n in embeddings):
+        return 0
+    return next((i for i, b in enumerate(blocks) if any(n in trainable for n in b)), len(blocks))
+
+
 def training_flops(model: nn.Module, batch_size: int, seq_len: int, selection: Selection | None = None) -> int:
     """Matrix-multiply FLOPs of one training step (forward + backward) of an encoder classifier.
 
@@ -53,9 +61,7 @@ def training_flops(model: nn.Module, batch_size: int, seq_len: int, selection: S
         return sum(params[n].numel() for n in names if params[n].dim() == 2 and (n in trainable or not only_trainable))
 
     attention = 4 * seq_len**2 * model.config.hidden_size
-    lowest = next((i for i, b in enumerate(parts.blocks) if any(n in trainable for n in b)), len(parts.blocks))
-    if any(n in trainable for n in parts.embeddings):
-        lowest = 0
+    lowest = lowest_backward_block(parts.blocks, parts.embeddings, trainable)
     forward = sum(2 * seq_len * weights(b) + attention for b in parts.blocks) + 2 * weights(parts.head)
     backward_input = sum(2 * seq_len * weights(b) + 2 * attention for b in parts.blocks[lowest:])
     backward_weight = 2 * seq_len * sum(weights(b, True) for b in parts.blocks) + 2 * weights(parts.head, True)
@@ -91,9 +97,7 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
     n_trainable = sum(params[n].numel() for n in trainable)
     element = next(iter(params.values())).element_size()
     # Backward runs from the top down to the lowest block holding a trainable parameter (or the embeddings).
-    lowest = next((i for i, b in enumerate(blocks) if any(n in trainable for n in b)), len(blocks))
-    if any(n in trainable for n in groups.get("embeddings", [])):
-        lowest = 0
+    lowest = lowest_backward_block(blocks, groups.get("embeddings", []), trainable)
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", 0) or 0
     heads = getattr(config, "num_attention_heads", 1) or 1

@@ -41,6 +41,7 @@ class IA3(Adapter):
 
     def peft_config(self, model: nn.Module, cfg: dict[str, Any]):
         from peft import IA3Config
+
         feedforward = list(cfg.get("feedforward_modules") or self.defaults(model)[1])
         targets = self.targets(model, cfg)
         regex = module_regex(model, targets, cfg.get("layers"))

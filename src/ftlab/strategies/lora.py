@@ -45,6 +45,7 @@ class LoRA(Adapter):
 
     def peft_config(self, model: nn.Module, cfg: dict[str, Any]):
         from peft import LoraConfig
+
         regex = module_regex(model, self.targets(model, cfg), cfg.get("layers"))
         return LoraConfig(r=int(cfg.get("r", 8)), lora_alpha=float(cfg.get("alpha", 16)),
                           lora_dropout=float(cfg.get("dropout", 0.0)), use_dora=bool(cfg.get("use_dora", False)),
