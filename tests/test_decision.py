@@ -100,11 +100,19 @@ def test_recommendation_claims_only_what_the_intervals_support(sweep, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and "![plot_pareto](plot_pareto.png)" in summary
 
 
-def test_a_bad_memory_budget_is_one_line(sweep, capsys):
+@pytest.mark.parametrize("option,value,problem", [
+    ("--max-memory", "lots", "'lots' is not a memory size: a number > 0 with an optional unit"),
+    ("--max-memory", "0GB", "'0GB' is not a memory size"),
+    ("--tolerance", "-1", "'-1' is not a number >= 0"),
+    ("--tolerance", "nan", "'nan' is not a number >= 0"),
+    ("--max-time", "0", "'0' is not a number > 0"),
+])
+def test_a_bad_budget_or_tolerance_is_one_line(sweep, capsys, option, value, problem):
     with pytest.raises(SystemExit) as exit_:
-        report_main([str(sweep), "--max-memory", "lots"])
+        report_main([str(sweep), option, value])
     assert exit_.value.code == 2
-    assert "--max-memory: invalid memory_mib value: 'lots'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"ftlab.report: argument {option}: {problem}" in err and len(err.strip().splitlines()) == 1
 
 
 def test_several_sweeps_compete_in_one_report(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -26,27 +27,32 @@ def _global_step(path) -> int:
     return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
 
 
+# Validations at steps 3, 6, 9 and 12 (curve_points=4 over 2 epochs): a periodic save due at step 3 waits for that
+# step's validation, one due at step 6 for the end of the epoch.
 @pytest.mark.slow
-def test_sigkill_resumes_from_the_last_periodic_checkpoint(tiny_model_dir, tiny_csv, tmp_path):
+@pytest.mark.parametrize("kill_step,saved_step", [(4, 3), (7, 6)])
+def test_sigkill_resumes_from_the_last_periodic_checkpoint(tiny_model_dir, tiny_csv, tmp_path, kill_step, saved_step):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     base = tiny_overrides(tiny_model_dir, tiny_csv, whole, *RUN)
     assert run_cli(*base, f"hydra.run.dir={whole}").returncode == 0
 
-    # SIGKILL before step 8: nothing is saved on the way out; the periodic checkpoint of step 6 is what is left.
-    killer = ["+callbacks.killer._target_=tests.helpers.SignalAt", "+callbacks.killer.step=7",
+    # SIGKILL during a step: nothing is saved on the way out; the last periodic checkpoint is what is left.
+    killer = ["+callbacks.killer._target_=tests.helpers.SignalAt", f"+callbacks.killer.step={kill_step}",
               f"+callbacks.killer.signum={int(signal.SIGKILL)}"]
     cut_args = [a.replace(str(whole), str(cut)) for a in base] + killer
     proc = run_cli(*cut_args, f"hydra.run.dir={cut}")
     assert proc.returncode == -signal.SIGKILL
     last = cut / "checkpoints" / "last.ckpt"
-    assert _global_step(last) == 6 and not (cut / "metrics.json").exists()
+    assert _global_step(last) == saved_step and not (cut / "metrics.json").exists()
 
     proc = run_cli(f"resume={cut}", f"hydra.run.dir={tmp_path / 'resume-invocation'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = (json.loads((job / "metrics.json").read_text()) for job in (whole, cut))
     assert b["resumed_from"] == str(last) and b["global_step"] == a["global_step"] == 12
     for key in ("val/loss", "test/loss", "test/acc"):
-        assert b[key] == a[key], key  # only step 7 was lost, and it was recomputed exactly
+        assert b[key] == a[key], key  # only the steps after the save were lost, and they were recomputed exactly
+    curves = [[(r["step"], r["val/acc"]) for r in csv.DictReader(open(job / "curve.csv"))] for job in (whole, cut)]
+    assert curves[0] == curves[1] and [int(step) for step, _ in curves[0]] == [3, 6, 9, 12]
 
 
 @pytest.fixture

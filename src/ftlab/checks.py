@@ -6,6 +6,8 @@ import argparse
 import difflib
 import importlib
 import inspect
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,37 @@ class ToolParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog.removeprefix('python -m ')}: {message}; see {self.prog} --help\n")
+
+
+# Memory sizes on tools' command lines, in MiB per unit (KB, MB, GB are decimal).
+MEMORY_UNITS = {"": 1.0, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20, "kib": 1 / 1024, "mib": 1.0,
+                "gib": 1024.0}
+
+
+def memory_mib(text: str) -> float:
+    """``4GB``, ``512MiB``, ``300`` (MiB) -> MiB, more than zero."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in MEMORY_UNITS or not _is_number(match.group(1)) \
+            or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a memory size: a number > 0 with an optional unit "
+                                         f"(KB, MB, GB, KiB, MiB, GiB; bare: MiB), e.g. 4GB")
+    return float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def at_least(low: float, strict: bool):
+    """An argparse type: a finite number above ``low`` (or equal to it unless ``strict``)."""
+    def parse(text: str) -> float:
+        if not _is_number(text) or float(text) < low or (strict and float(text) == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number {'>' if strict else '>='} {low:g}")
+        return float(text)
+    return parse
 
 
 class Checker:

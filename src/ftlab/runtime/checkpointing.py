@@ -13,6 +13,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ftlab.checks import FtlabError
+from ftlab.runtime.validation_schedule import in_mid_epoch_validation, validates_mid_epoch_after
 
 
 class CheckpointError(FtlabError):
@@ -59,11 +60,11 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 class ResumableCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` for the periodic full training state (``last.ckpt`` every N steps) that never saves between
-    an epoch's last batch and that epoch's validation.
+    a training step and the validation that follows it.
 
-    A checkpoint taken there resumes after the epoch, skipping its validation: the best checkpoint and early
-    stopping would then differ from an uninterrupted run. When the period falls on an epoch's last batch, the save
-    waits for the end of the epoch (after its validation).
+    A checkpoint taken there resumes after that validation, skipping it: the best checkpoint, early stopping and the
+    budget curve would then differ from an uninterrupted run. When the period falls on such a step, the save waits
+    for the validation (for the end of the epoch, when it is the epoch's last batch).
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -72,13 +73,21 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
-        if due and batch_idx + 1 >= trainer.num_training_batches:
+        if due and (batch_idx + 1 >= trainer.num_training_batches or validates_mid_epoch_after(trainer, batch_idx)):
             self._deferred = True
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if in_mid_epoch_validation(trainer):
+            self._save_deferred(trainer)
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        self._save_deferred(trainer)
+
+    def _save_deferred(self, trainer) -> None:
         if self._deferred and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         self._deferred = False

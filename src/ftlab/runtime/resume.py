@@ -14,6 +14,7 @@ import torch
 
 from ftlab.runtime.loggers import finish_loggers
 from ftlab.runtime.saved_config import check_saved_config
+from ftlab.runtime.validation_schedule import in_mid_epoch_validation, validates_mid_epoch_after
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,15 @@ class Resumption(L.Callback):
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # On an epoch's last batch the save waits for that epoch's validation (on_train_epoch_end): a checkpoint
-        # taken before it resumes at the next epoch and the validation, best checkpoint and early stopping of this
-        # one would be lost. Every rank sees the same batch count, so all of them wait together.
-        if batch_idx + 1 < trainer.num_training_batches:
+        # A save due just before a validation waits for it: on an epoch's last batch until on_train_epoch_end, on a
+        # mid-epoch validation step until on_validation_end. A checkpoint taken before it resumes after it, and that
+        # validation, its curve point, the best checkpoint and early stopping would be lost. Every rank sees the same
+        # batch count, so all of them wait together.
+        if batch_idx + 1 < trainer.num_training_batches and not validates_mid_epoch_after(trainer, batch_idx):
+            self._save_if_signalled(trainer, pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if in_mid_epoch_validation(trainer):
             self._save_if_signalled(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -29,3 +29,23 @@ def keep_patience_in_epochs(callbacks: list, per_epoch: int) -> None:
     for callback in callbacks:
         if isinstance(callback, EarlyStopping):
             callback.patience *= per_epoch
+
+
+def validates_mid_epoch_after(trainer, batch_idx: int) -> bool:
+    """Whether Lightning runs a validation right after this training batch, before the epoch's last batch (from
+    ``val_check_interval``). A state saved before that validation resumes after it: the validation, its curve point
+    and any best checkpoint it would have made are lost, so savers wait for it."""
+    if batch_idx + 1 >= trainer.num_training_batches:
+        return False  # the epoch's own validation: savers wait for the epoch's end instead
+    loop = trainer.fit_loop.epoch_loop
+    every = trainer.val_check_batch
+    if not loop._should_check_val_epoch() or every is None or every == float("inf"):
+        return False
+    index = loop.total_batch_idx if trainer.check_val_every_n_epoch is None else batch_idx
+    return (index + 1) % every == 0
+
+
+def in_mid_epoch_validation(trainer) -> bool:
+    """Whether the validation now ending ran inside an epoch of ``fit`` (not the sanity check, not at its end)."""
+    return (trainer.state.fn == "fit" and not trainer.sanity_checking
+            and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)

@@ -18,7 +18,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from ftlab.checks import FtlabError, ToolParser
+from ftlab.checks import FtlabError, ToolParser, at_least, memory_mib
 from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import configurations, decision_section, recommend
 from ftlab.sweeps.budget import curves, leaders
@@ -199,28 +199,14 @@ class ReportCallback(Callback):
             log.warning("sweep report failed: %s", failure_reason(err))
 
 
-UNITS = {"": 1.0, "kb": 1e3 / 2**20, "mb": 1e6 / 2**20, "gb": 1e9 / 2**20, "kib": 1 / 1024, "mib": 1.0,
-         "gib": 1024.0}
-
-
-def memory_mib(text: str) -> float:
-    """``4GB``, ``512MiB``, ``300`` (MiB) -> MiB."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", text)
-    if not match or match.group(2).lower() not in UNITS:
-        raise ValueError(text)
-    return float(match.group(1)) * UNITS[match.group(2).lower()]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = ToolParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep directory, or several to compare as one")
     parser.add_argument("--out", type=Path, help="where the joint report of several sweeps goes")
     parser.add_argument("--metric", help="metric to decide on and plot (default: the test counterpart of the monitor)")
-    parser.add_argument("--tolerance", type=float, default=1.0,
+    parser.add_argument("--tolerance", type=at_least(0, strict=False), default=1.0,
                         help="'cheapest within' tolerance: points of accuracy/F1 (1 = 0.01), else percent (default 1)")
-    parser.add_argument("--max-time", type=float, help="a training-time budget in seconds")
+    parser.add_argument("--max-time", type=at_least(0, strict=True), help="a training-time budget in seconds")
     parser.add_argument("--max-memory", type=memory_mib, help="a peak-memory budget: 4GB, 512MiB, ... (bare: MiB)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B (by default it is "
                                                                    "logged when the sweep's jobs used W&B)")
