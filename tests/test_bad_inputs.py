@@ -35,10 +35,10 @@ def refused(overrides: list[str], out) -> str:
 SETTINGS = {
     # option names: typos and options the chosen strategy does not have are errors, never ignored
     "strategy=partial ++strategy.trainable_layer=2":
-        "strategy.trainable_layer: unknown option of strategy partial; valid: name, train_embeddings, train_head, "
-        "trainable_layers; did you mean trainable_layers",
+        "strategy.trainable_layer: unknown option of strategy partial; valid: frozen_dropout, name, train_embeddings, "
+        "train_head, trainable_layers; did you mean trainable_layers",
     "strategy=head_only ++strategy.train_head=false":
-        "strategy.train_head: unknown option of strategy head_only; valid: name",
+        "strategy.train_head: unknown option of strategy head_only; valid: frozen_dropout, name",
     "++seeed=1": "seeed: unknown option of ftlab's config",
     "++model.revison=main": "model.revison: unknown option of the model group",
     "++data.text_colum=body": "data.text_colum: unknown option of the data group",
@@ -66,6 +66,19 @@ SETTINGS = {
     "strategy=partial strategy.trainable_layers=5": "the model has only 2 layers; valid: -2..2",
     "strategy=pattern strategy.train=[classifer]": "'classifer' matches no parameter; closest names: classifier",
     "strategy=gradual_unfreezing strategy.unit=batch": "strategy.unit='batch': unknown value; valid choices: epoch, step",
+    "data.group_by_length=yes": "data.group_by_length='yes': must be true or false",
+    "strategy=partial strategy.frozen_dropout=0": "strategy.frozen_dropout=0: must be true or false",
+    "strategy=partial strategy.frozen_dropout=true cache_frozen=true":
+        "cache_frozen=True: needs strategy.frozen_dropout=false: with dropout in the frozen modules",
+    "strategy=full strategy.frozen_dropout=false cache_frozen=true":
+        "cache_frozen=true: strategy full trains the embeddings or the lowest block, so there is no frozen prefix",
+    "strategy=partial cache_frozen=true trainer.strategy=fsdp": "cache_frozen=True: trainer.strategy='fsdp' is not "
+                                                                "supported with the cache",
+    "strategy=gradual_unfreezing strategy.frozen_dropout=false cache_frozen=true":
+        "gradual_unfreezing trains every block eventually",
+    "cache_frozen_memory=lots": "cache_frozen_memory='lots': must be a memory size > 0 such as 4GB",
+    "model.compile=yes": "model.compile='yes': must be true or false",
+    "model.compile=true strategy=partial cache_frozen=true": "model.compile=True: not with cache_frozen=true",
     "data.encoding_errors=ignore": "data.encoding_errors='ignore': unknown value; valid choices: strict, replace",
     # hardware
     "trainer.precision=16-mixed": "float16 training needs a CUDA GPU",
@@ -260,7 +273,7 @@ def test_the_command_line_prints_one_line_and_exits_1(tiny_model_dir, tiny_csv, 
         cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "ftlab: strategy.trainable_layer: unknown option of strategy partial; valid: name, train_embeddings, "
-        "train_head, trainable_layers; did you mean trainable_layers?"]
+        "ftlab: strategy.trainable_layer: unknown option of strategy partial; valid: frozen_dropout, name, "
+        "train_embeddings, train_head, trainable_layers; did you mean trainable_layers?"]
     assert nothing_result_like(out)
     assert json.loads(json.dumps(sorted(p.name for p in out.iterdir()))) in ([".hydra", "run.log"], [".hydra"])

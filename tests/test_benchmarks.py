@@ -18,6 +18,10 @@ pytestmark = pytest.mark.slow
     ("strategies.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32",
                        "--only", "full", "partial k=1", "bitfit", "lora r=8 top 2", "ia3"],
      ["partial k=1", "bitfit", "lora r=8 top 2", "ia3", "vs floor"]),
+    ("prefix_cache.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
+     ["partial k=1", "head_only", "epochs 2+ speed-up", "3-epoch speed-up"]),
+    ("length_grouping.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4",
+                            "--max-length", "32"], ["WNUT-16 tweets (NER)", "BBC lead paragraphs", "speed-up"]),
     ("data.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
      ["dynamic", "max_length", "cached (load_from_disk)"]),
     # The GPU script's whole measurement path, on CPU with a stated peak (no GPU in CI).

@@ -96,3 +96,71 @@ def test_warmup_and_linear_decay(tiny_model_dir):
         optimizer.step()
         scheduler.step()
     assert lrs[0] == 0.0 and lrs[2] == pytest.approx(3e-3) and lrs[6] == pytest.approx(3e-3 * 4 / 8)
+
+
+def _prefix_and_logits(module, batch):
+    out = module.model(**batch, output_hidden_states=True)
+    return out.hidden_states[1], out.logits  # after the first (frozen) block of two
+
+
+@pytest.mark.parametrize("frozen_dropout", [True, False])
+def test_frozen_dropout_decides_whether_frozen_modules_drop_out(tiny_model_dir, frozen_dropout):
+    module = make_module(tiny_model_dir, {"name": "partial", "trainable_layers": 1, "frozen_dropout": frozen_dropout})
+    modes = {name: m.training for name, m in module.model.named_modules()}
+    # Frozen: the embeddings and block 0. Trained: block 1, the pooler, the classifier and its dropout.
+    frozen = ("bert.embeddings", "bert.embeddings.dropout", "bert.encoder.layer.0")
+    assert all(modes[name] is frozen_dropout for name in frozen)
+    assert modes["bert.encoder.layer.0.attention.self.dropout"] is frozen_dropout
+    assert modes["bert.encoder.layer.1"] and modes["bert.encoder.layer.1.output.dropout"] and modes["dropout"]
+    assert modes["classifier"] and modes["bert.pooler"]
+
+    batch = {"input_ids": torch.randint(5, 20, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}
+    torch.manual_seed(0)
+    (prefix_a, logits_a), (prefix_b, logits_b) = _prefix_and_logits(module, batch), _prefix_and_logits(module, batch)
+    assert torch.equal(prefix_a, prefix_b) is not frozen_dropout  # deterministic exactly when frozen modules are eval
+    assert not torch.equal(logits_a, logits_b)  # the trained top still drops out
+    module.eval()
+    assert not any(m.training for m in module.model.modules())
+    module.train()
+    assert {name: m.training for name, m in module.model.named_modules()} == modes
+
+
+def test_frozen_modules_stay_in_eval_mode_through_training_and_validation(tiny_model_dir, tiny_csv, tmp_path):
+    from ftlab.train import train
+    from tests.helpers import TrainingModes, compose, tiny_overrides
+
+    TrainingModes.seen.clear()
+    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=2", "strategy=partial",
+                                 "strategy.frozen_dropout=false",
+                                 "+callbacks.modes._target_=tests.helpers.TrainingModes")))
+    assert len(TrainingModes.seen) == 12  # 6 steps per epoch, with validations between them
+    for modes in TrainingModes.seen:
+        assert not any(on for name, on in modes.items() if name.startswith(("bert.embeddings", "bert.encoder.layer.0")))
+        assert all(on for name, on in modes.items() if name.startswith(("bert.encoder.layer.1", "classifier")))
+
+
+@pytest.mark.slow
+def test_a_compiled_job_trains_like_the_eager_one_and_exports_eager_names(tiny_model_dir, tiny_csv, tmp_path):
+    import csv
+
+    import torch._inductor.config
+    from safetensors.torch import load_file
+
+    from ftlab.train import train
+    from tests.helpers import compose, tiny_overrides
+
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["model.compile=true"])):
+        out = tmp_path / name
+        # Inductor draws dropout masks with its own generator; its fallback uses eager's, so the runs can compare.
+        with torch._inductor.config.patch(fallback_random=True):
+            metrics = train(compose(tiny_overrides(tiny_model_dir, tiny_csv, out, "trainer.max_epochs=1",
+                                                   "logger=csv", "trainer.log_every_n_steps=1", *extra)))
+        with open(next(out.glob("csv/*/metrics.csv"))) as f:
+            runs[name] = (metrics, [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")])
+    (eager, eager_losses), (compiled, compiled_losses) = runs["eager"], runs["compiled"]
+    assert len(compiled_losses) == 6
+    assert compiled_losses == pytest.approx(eager_losses, abs=1e-4)
+    assert compiled["test/loss"] == pytest.approx(eager["test/loss"], abs=1e-4)
+    exported = load_file(tmp_path / "compiled" / "model" / "model.safetensors")
+    assert exported.keys() == load_file(tmp_path / "eager" / "model" / "model.safetensors").keys()

@@ -57,7 +57,7 @@ def test_checkpoint_reloads_with_same_freezing(tiny_model_dir, tiny_csv, tmp_pat
     metrics = train(cfg)
     module = FineTuneModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
     assert module.hparams.strategy == {"name": "partial", "trainable_layers": 1, "train_embeddings": False,
-                                       "train_head": True}
+                                       "train_head": True, "frozen_dropout": False}
     assert metrics["params/trainable"] == module.param_counts["params/trainable"] == 6789 + 1056 + 99
     assert metrics["global_step"] == 2
 
@@ -84,7 +84,7 @@ def test_wandb_offline_run_holds_config_and_metrics(job):
     for record in records:
         if record.WhichOneof("record_type") == "config":
             config.update({item.key: json.loads(item.value_json) for item in record.config.update})
-    assert config["lr"] == 3e-3 and config["strategy"] == {"name": "full"}
+    assert config["lr"] == 3e-3 and config["strategy"] == {"name": "full", "frozen_dropout": True}
     assert config["plan"]["params"]["trainable"] == metrics["params/trainable"]  # the cost plan is logged too
     exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert len(exits) == 1 and exits[0].exit_code == 0

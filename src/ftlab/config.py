@@ -12,6 +12,8 @@ from omegaconf import DictConfig
 from ftlab.checks import Checker, ConfigError
 from ftlab.models import check_model
 from ftlab.optimization import check_layer_decay, check_optimizer
+from ftlab.module import check_compile
+from ftlab.prefix_cache import check_cache_frozen
 from ftlab.runtime.validation_schedule import check_curve_points
 from ftlab.strategies import check_strategy
 from ftlab.sweeps.search_space import SEARCH_OPTIONS
@@ -23,7 +25,8 @@ ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
 TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
              "monitor_mode", "resume", "export_onnx", "eval_before", "plan_only", "output_dir",
-             "curve_points", "search")  # search: options of hparams_search=optuna
+             "curve_points", "cache_frozen", "cache_frozen_memory",
+             "search")  # search: options of hparams_search=optuna
 
 __all__ = ["ConfigError", "validate_config"]
 
@@ -60,6 +63,7 @@ def _check_hardware(c: Checker) -> None:
 
 
 def _check_data(c: Checker) -> None:
+    from ftlab.samplers import check_group_by_length
     from ftlab.tasks.readers import check_splits
 
     task = TASKS[c.get("task")]
@@ -67,6 +71,7 @@ def _check_data(c: Checker) -> None:
         return
     task.check_data(c)
     check_splits(c)
+    check_group_by_length(c)
 
 
 def _check_output_dir(c: Checker) -> None:
@@ -125,6 +130,8 @@ def validate_config(cfg: DictConfig) -> None:
     if c.get("export_onnx") and c.get("task") != "text_classification":
         c.fail("export_onnx", "ONNX export is implemented for task=text_classification only")
     check_curve_points(c)
+    check_cache_frozen(c)
+    check_compile(c)
     _check_keys(c)
     _check_output_dir(c)
     if c.get("trainer._target_") is None:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from ftlab.assets import resolve_path
 from ftlab.caching import building
 from ftlab.checks import DataError
-from ftlab.samplers import ExactDistributedSampler, ResumableSampler
+from ftlab.samplers import ExactDistributedSampler, LengthGroupedSampler, ResumableSampler
 from ftlab.tasks import get_task
 from ftlab.tasks.readers import SPLIT_PATHS, SPLITS
 
@@ -35,11 +35,45 @@ def fingerprint_path(path: str) -> list:
     return [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
 
 
+class Indexed(torch.utils.data.Dataset):
+    """A prepared split whose rows also carry their position in it (``example_index``)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.dataset[index], "example_index": index}
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        return [{**row, "example_index": i} for i, row in zip(indices, self.dataset.__getitems__(indices))]
+
+
+def indexed_collator(collate):
+    """``collate`` for ``Indexed`` rows: the batch gains an ``example_index`` tensor."""
+    def collate_indexed(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        index = torch.tensor([row.pop("example_index") for row in rows])
+        return {**collate(rows), "example_index": index}
+    return collate_indexed
+
+
+def token_counts(dataset) -> list[int]:
+    """Length in tokens of every row of a prepared split, read from its Arrow column (no Python pass over rows)."""
+    import pyarrow.compute as pc
+
+    column = dataset.with_format("arrow")[:]["input_ids"] if dataset._indices is not None else \
+        dataset.data.column("input_ids")
+    return pc.list_value_length(column).to_pylist()
+
+
 class FineTuneData(L.LightningDataModule):
     """Prepares a task's dataset once (cached on disk, keyed by everything that shapes it) and serves batches."""
 
     def __init__(self, data: dict[str, Any], tokenizer, max_length: int, batch_size: int,
-                 eval_batch_size: int | None = None, seed: int = 42, task: str = "text_classification"):
+                 eval_batch_size: int | None = None, seed: int = 42, task: str = "text_classification",
+                 index_train: bool = False):
         super().__init__()
         self.cfg = dict(data)
         self.tokenizer = tokenizer
@@ -51,11 +85,12 @@ class FineTuneData(L.LightningDataModule):
         self.datasets = None
         self.label_names: list[str] = []
         self.train_sampler: ResumableSampler | None = None
+        self.index_train = index_train  # training batches carry "example_index" (the frozen-prefix cache needs it)
         self._resume: tuple[int, int] | None = None
 
     def cache_key(self) -> str:
         """Hash of everything that determines the prepared data."""
-        ident = {k: v for k, v in self.cfg.items() if k not in ("num_workers", "cache_dir")}
+        ident = {k: v for k, v in self.cfg.items() if k not in ("num_workers", "cache_dir", "group_by_length")}
         for _, key in SPLIT_PATHS:
             if self.cfg.get(key) and self.cfg["source"] != "hub":
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
@@ -111,20 +146,27 @@ class FineTuneData(L.LightningDataModule):
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         dataset = self.datasets[split]
-        if shuffle:
-            sampler = ResumableSampler(dataset, self.seed, replicas, rank)
+        collate = self.task.collator(self.tokenizer)  # pads to the batch's longest
+        if not shuffle:
+            sampler = ExactDistributedSampler(dataset, replicas, rank)
+        else:
+            if self.cfg.get("group_by_length"):
+                sampler = LengthGroupedSampler(dataset, token_counts(dataset), self.batch_size, self.seed, replicas,
+                                               rank)
+            else:
+                sampler = ResumableSampler(dataset, self.seed, replicas, rank)
             self.train_sampler = sampler
             if self._resume is not None:
                 sampler.resume(*self._resume)
-        else:
-            sampler = ExactDistributedSampler(dataset, replicas, rank)
+            if self.index_train:
+                dataset, collate = Indexed(dataset), indexed_collator(collate)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             sampler=sampler,
             # Its own generator: iterating a loader must not consume the global RNG (dropout), for exact resumption.
             generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.task.collator(self.tokenizer),  # pads to the batch's longest
+            collate_fn=collate,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),

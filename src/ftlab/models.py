@@ -80,7 +80,8 @@ def load_tokenizer(model_cfg: dict[str, Any], task: str = "text_classification")
     return tokenizer
 
 
-MODEL_OPTIONS = ("pretrained_model_name_or_path", "revision", "gguf_file", "cache_dir", "gradient_checkpointing")
+MODEL_OPTIONS = ("pretrained_model_name_or_path", "revision", "gguf_file", "cache_dir", "gradient_checkpointing",
+                 "compile")
 # RoBERTa-style position ids start after the padding index: max_position_embeddings - (pad_token_id + 1) are usable.
 PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl")
 

@@ -8,11 +8,27 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, MetricCollection
 
+from ftlab.checks import Checker
 from ftlab.models import count_parameters, load_model, load_tokenizer
 from ftlab.optimization import build_optimizer
 from ftlab.runtime.distributed import shard_model
 from ftlab.strategies import apply_strategy, get_strategy
+from ftlab.strategies.frozen_prefix import frozen_modules
 from ftlab.tasks import get_task
+
+
+def check_compile(c: Checker) -> None:
+    """``model.compile`` is a boolean, and not (yet) combined with sharding or the frozen-prefix cache."""
+    c.flag("model.compile")
+    if c.get("model.compile") is not True:
+        return
+    spec = str(c.get("trainer.strategy")).lower()
+    if "fsdp" in spec or "deepspeed" in spec:
+        c.fail("model.compile", f"not supported with trainer.strategy={c.get('trainer.strategy')!r}; valid: "
+                                "model.compile=false, or trainer.strategy auto / ddp")
+    if c.get("cache_frozen") is True:
+        c.fail("model.compile", "not with cache_frozen=true (the cache swaps the frozen blocks' forward every step, "
+                                "which would recompile); valid: one of the two")
 
 
 class FineTuneModule(L.LightningModule):
@@ -33,12 +49,14 @@ class FineTuneModule(L.LightningModule):
         self.model, self.selection = self.build_model()
         self.trainable_names = self.selection.trainable
         self.param_counts = count_parameters(self.model, skip=self.selection.copies)
+        self.train()  # the frozen modules' mode (strategy.frozen_dropout), now that they are known
 
         self.task = get_task(task)
         self.val_metrics = self.task.metrics(label_names, "val")
         self.test_metrics = self.task.metrics(label_names, "test")
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        self.prefix_cache = None  # a PrefixCache when cache_frozen=true (set by train)
         # Filled by the last test pass: the confusion matrix (classification), scores per entity type (NER).
         self.test_details: dict[str, Any] = {}
 
@@ -53,17 +71,35 @@ class FineTuneModule(L.LightningModule):
         model.train()  # from_pretrained returns eval mode, which would silently disable dropout
         return apply_strategy(model, strategy)
 
+    def train(self, mode: bool = True):
+        """Train mode; with ``strategy.frozen_dropout=false`` the frozen modules stay in eval mode (no dropout), so
+        a frozen prefix computes the same output every time (transformers issue 24479: by default they would drop
+        out like the trained ones). Lightning's evaluation loops restore these per-module modes afterwards."""
+        super().train(mode)
+        if mode and self.hparams.strategy.get("frozen_dropout", True) is False:
+            for module in frozen_modules(self.model):
+                module.eval()
+        return self
+
     def forward(self, **batch: torch.Tensor):
         return self.model(**batch)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.model(**batch).loss
+        index = batch.pop("example_index", None)
+        if self.prefix_cache is not None:
+            loss = self.prefix_cache.forward(self.model, batch, index).loss
+        else:
+            loss = self.model(**batch).loss
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch["labels"]))
         # Checked at the logging interval only: a per-step check would force a device sync every step.
         interval = self._trainer.log_every_n_steps if self._trainer is not None else 1
         if self.global_step % interval == 0 and not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss {loss.item()} at step {self.global_step}")
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.sync()
 
     def _eval_step(self, batch, metrics: MetricCollection | None, loss_metric: MeanMetric):
         out = self.model(**batch)
@@ -99,6 +135,8 @@ class FineTuneModule(L.LightningModule):
     def configure_model(self) -> None:
         if self._trainer is not None:  # load_from_checkpoint calls this hook without a Trainer
             self.model = shard_model(self.model, self._trainer.strategy)  # a no-op unless the strategy is FSDP
+            if self.hparams.model.get("compile"):
+                self.model.compile()  # in place: parameter names and checkpoints stay those of the eager model
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         from torch.distributed.fsdp import FullyShardedDataParallel

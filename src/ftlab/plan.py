@@ -145,6 +145,9 @@ def format_plan(plan: dict[str, Any]) -> str:
     for key, value in plan["memory_bytes"].items():
         lines.append(f"{key:<22}{_mib(value):>14}")
     lines.append(f"backward through {plan['backward_blocks']} block(s); {plan['assumptions']}")
+    if cache := plan.get("frozen_prefix_cache"):
+        lines.append(f"frozen-prefix cache: {cache['frozen_blocks']} block(s), {cache['tokens']:,} tokens, "
+                     f"{_mib(cache['bytes'])} ({cache['held_in']})")
     return "\n".join(lines)
 
 

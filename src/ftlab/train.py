@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import warnings
@@ -14,15 +15,17 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.config import validate_config
-from ftlab.data import FineTuneData
+from ftlab.checks import FtlabError, memory_mib
+from ftlab.data import FineTuneData, fingerprint_path, token_counts
 from ftlab.deploy.card import write_model_card
 from ftlab.deploy.curves import write_curves
 from ftlab.deploy.export import export_model, format_metrics, write_metrics
 from ftlab.deploy.onnx import export_onnx
-from ftlab.models import load_tokenizer
+from ftlab.models import block_stack, checkpoint_dir, load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.optimization import learning_rate
 from ftlab.plan import build_plan, format_plan, write_plan
+from ftlab.prefix_cache import PrefixCache, cache_key, cache_plan
 from ftlab.runtime.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
 from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
@@ -30,6 +33,7 @@ from ftlab.runtime.loggers import build_loggers, finish_loggers
 from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
 from ftlab.runtime.validation_schedule import keep_patience_in_epochs, validation_interval
 from ftlab.strategies import strategy_label
+from ftlab.strategies.frozen_prefix import frozen_boundary
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     tokenizer = load_tokenizer(_plain(cfg.model), cfg.task)
     datamodule = FineTuneData(_plain(cfg.data), tokenizer, cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
-                              cfg.seed, task=cfg.task)
+                              cfg.seed, task=cfg.task, index_train=bool(cfg.get("cache_frozen")))
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = FineTuneModule(
@@ -64,6 +68,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                       precision=cfg.trainer.get("precision", "32-true"),
                       optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
                       checkpointing=bool(cfg.model.get("gradient_checkpointing")))
+    if cfg.get("cache_frozen"):
+        module.prefix_cache, plan["frozen_prefix_cache"] = build_prefix_cache(cfg, datamodule, module.model)
     if rank_zero_only.rank == 0:
         write_plan(plan, out_dir / "plan.json")
         label = strategy_label(_plain(cfg.strategy))
@@ -78,6 +84,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         with job_scoped_distributed():
             return _run(cfg, datamodule, module, plan, out_dir)
     return _run(cfg, datamodule, module, plan, out_dir)
+
+
+def build_prefix_cache(cfg: DictConfig, datamodule: FineTuneData, model) -> tuple[PrefixCache, dict[str, Any]]:
+    """The job's frozen-prefix cache and its entry in the plan; an error if the strategy leaves no block frozen."""
+    boundary = frozen_boundary(model)
+    if len(block_stack(model)[1]) != model.config.num_hidden_layers:
+        raise FtlabError(f"cache_frozen=true: {type(model).__name__} shares its blocks across layers, so no block's "
+                         "output is the frozen prefix's; valid: cache_frozen=false")
+    if boundary == 0:
+        raise FtlabError(f"cache_frozen=true: strategy {strategy_label(_plain(cfg.strategy))} trains the embeddings "
+                         "or the lowest block, so there is no frozen prefix to cache; valid: cache_frozen=false, or a "
+                         "strategy that freezes the bottom blocks (partial, head_only, lora with strategy.layers)")
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    lengths = token_counts(datamodule.datasets["train"])
+    key = cache_key(fingerprint_path(checkpoint_dir(_plain(cfg.model))), datamodule.cache_key(), boundary, precision)
+    budget = int(memory_mib(str(cfg.cache_frozen_memory)) * 2**20)
+    directory = Path(datamodule.cache_path).parent.parent / "prefix" / key
+    job = hashlib.sha256(str(Path(cfg.output_dir).resolve()).encode()).hexdigest()[:12]
+    cache = PrefixCache(directory, lengths, boundary, budget, job)
+    return cache, cache_plan(lengths, model.config.hidden_size, boundary, precision, budget)
 
 
 def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan: dict[str, Any],
@@ -136,6 +162,8 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
         # The Resumption callback restores the position in the epoch; Lightning cannot see that and would
         # warn that the dataloader is not resumable.
         warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+    if cfg.strategy.get("frozen_dropout") is False:  # the frozen modules' eval mode is the setting, not a slip
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
     before = {}
     if cfg.get("eval_before") and not resume_from:
         # The untuned checkpoint on the same test set: the "before" of the before/after comparison.

@@ -22,6 +22,8 @@ from ftlab.strategies.lora import LoRA
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Full(), Partial(), HeadOnly(), BitFit(), Pattern(),
                                                        GradualUnfreezing(), LoRA(), IA3())}
+# Options every strategy has: frozen_dropout (dropout inside frozen modules; FineTuneModule.train applies it).
+COMMON_OPTIONS = ("frozen_dropout",)
 ADAPTERS = tuple(name for name, spec in STRATEGIES.items() if isinstance(spec, Adapter))  # strategies that add weights
 
 
@@ -60,8 +62,8 @@ def check_strategy(c: Checker, model: nn.Module | None) -> None:
         return
     strategy = STRATEGIES[c.get("strategy.name")]
     before = len(c.problems)
-    c.unknown_keys("strategy", ("name", *strategy.options), f"strategy {strategy.name}")
-    for flag in ("strategy.train_embeddings", "strategy.train_head"):
+    c.unknown_keys("strategy", ("name", *COMMON_OPTIONS, *strategy.options), f"strategy {strategy.name}")
+    for flag in ("strategy.train_embeddings", "strategy.train_head", "strategy.frozen_dropout"):
         c.flag(flag)
     blocks = None
     if model is not None:

@@ -21,22 +21,28 @@ def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]
         return []
     paths = []
     strategies = sorted({str(r["strategy_name"]) for r in done})
-    lrs = sorted({r["lr_value"] for r in done if r["lr_value"] is not None})
-    fig, ax = plt.subplots(figsize=(6, 4))
-    width = 0.8 / max(len(lrs), 1)
-    for j, lr in enumerate(lrs):
-        heights, errors = [], []
-        for s in strategies:
-            vals = [r[metric] for r in done if str(r["strategy_name"]) == s and r["lr_value"] == lr]
-            heights.append(statistics.fmean(vals) if vals else 0.0)
-            errors.append(statistics.stdev(vals) if len(vals) > 1 else 0.0)
-        ax.bar([i + j * width for i in range(len(strategies))], heights, width, yerr=errors, capsize=3,
-               label=f"lr={lr:g}")
-    ax.set_xticks([i + width * (len(lrs) - 1) / 2 for i in range(len(strategies))], strategies)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by strategy and lr (mean ± std over seeds)")
+    # One row per (strategy, lr) that ran: mean ± std over seeds, a dot plot that stays readable with long labels
+    # and does not hide differences of a point behind bars starting at zero.
+    combos = sorted({(str(r["strategy_name"]), r["lr_value"]) for r in done},
+                    key=lambda c: (c[0], c[1] if c[1] is not None else 0.0))
+    lrs = sorted({lr for _, lr in combos if lr is not None})
+    colors = {lr: plt.cm.tab10(i % 10) for i, lr in enumerate(lrs)}
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.35 * len(combos)))
+    seen, ticks = set(), []
+    for y, (s, lr) in enumerate(combos):
+        vals = [r[metric] for r in done if str(r["strategy_name"]) == s and r["lr_value"] == lr]
+        ax.errorbar(statistics.fmean(vals), y, xerr=statistics.stdev(vals) if len(vals) > 1 else 0.0, fmt="o",
+                    capsize=3, color=colors.get(lr, "black"),
+                    label=f"lr={lr:g}" if lr is not None and lr not in seen else None)
+        seen.add(lr)
+        ticks.append(f"{s} ({len(vals)} run{'s' if len(vals) > 1 else ''})")
+    ax.set_yticks(range(len(combos)), ticks)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric} (mean ± std over seeds)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"{metric} by strategy and lr")
     if lrs:
-        ax.legend()
+        ax.legend(loc="best")
     paths.append(sweep_dir / "plot_metric_by_strategy_lr.png")
     for x_key, x_label, name in (("trainable_pct", "trainable parameters (%)", "plot_metric_vs_trainable.png"),
                                  ("train_time_s", "train time (s)", "plot_metric_vs_train_time.png")):

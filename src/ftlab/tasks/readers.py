@@ -22,7 +22,7 @@ SPLIT_PATHS = (("train", "path"), ("validation", "val_path"), ("test", "test_pat
 TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 # Keys under ``data.`` that every task reads; each task adds its own (Task.data_options).
 COMMON_DATA_OPTIONS = ("source", "path", "val_path", "test_path", "val_size", "test_size", "max_train_samples",
-                       "max_eval_samples", "num_workers", "cache_dir", "encoding_errors")
+                       "max_eval_samples", "num_workers", "cache_dir", "encoding_errors", "group_by_length")
 IGNORE_INDEX = -100  # label of positions the loss and the metrics skip (padding, prompts, non-first sub-tokens)
 
 
