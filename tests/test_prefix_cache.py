@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,13 +191,24 @@ def test_ddp_on_two_processes_with_the_cache_equals_ddp_without_it(tiny_model_di
         proc = run_cli(*tiny_overrides(tiny_model_dir, tiny_csv, job_dir, *RUN, f"data.cache_dir={tmp_path / 'cache'}",
                                        "trainer=ddp_cpu", "strategy=partial", *extra), f"hydra.run.dir={job_dir}")
         assert proc.returncode == 0, proc.stderr[-3000:]
-        runs[name] = _metrics(job_dir)
-    # Each rank filled its share of the first epoch; together they published the whole cache.
+        with open(next(job_dir.glob("csv/*/metrics.csv"))) as f:
+            losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+        runs[name] = _metrics(job_dir), losses
+    # Each rank filled its share of the first epoch; together they published the whole cache, the same values a
+    # single process computes.
     [published] = list((tmp_path / "cache" / "prefix").iterdir())
     assert json.loads((published / "manifest.json").read_text())["examples"] == 48
     assert not list((tmp_path / "cache" / "prefix").glob(".*"))  # the ranks' parts are gone
+    job(tiny_model_dir, tiny_csv, tmp_path / "single", tmp_path / "single-cache", "strategy=partial",
+        "cache_frozen=true")
+    [single] = list((tmp_path / "single-cache" / "prefix").iterdir())
+    values = [torch.from_numpy(np.fromfile(d / "values.bin", dtype=np.float32)) for d in (published, single)]
+    torch.testing.assert_close(values[0], values[1], atol=1e-5, rtol=1e-5)
+    (plain, plain_losses), (cached, cached_losses) = runs["plain"], runs["cached"]
+    assert len(cached_losses) == len(plain_losses) == 9  # rank 0's steps: 3 per epoch
+    assert max(abs(a - b) for a, b in zip(plain_losses, cached_losses)) < 1e-6
     for key in KEYS:
-        assert runs["cached"][key] == pytest.approx(runs["plain"][key], abs=1e-6), key
+        assert cached[key] == pytest.approx(plain[key], abs=1e-6), key
 
 
 @pytest.mark.slow
@@ -205,10 +217,12 @@ def test_an_interrupted_cached_job_resumes_to_the_uninterrupted_result(tiny_mode
                                                                        signal_step, stopped_at):
     from tests.test_cli import run_cli
 
+    # val/loss is monitored, so curve.csv holds it at every validation: training must match step by step, not
+    # just in the best checkpoint.
     def args(job_dir, cache, *extra):
         return [*tiny_overrides(tiny_model_dir, tiny_csv, job_dir, *RUN, "strategy=partial", "cache_frozen=true",
-                                "trainer.deterministic=true", f"data.cache_dir={tmp_path / cache}", *extra),
-                f"hydra.run.dir={job_dir}"]
+                                "trainer.deterministic=true", "monitor=val/loss", "monitor_mode=min",
+                                f"data.cache_dir={tmp_path / cache}", *extra), f"hydra.run.dir={job_dir}"]
 
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_cli(*args(whole, "cache-whole")).returncode == 0
@@ -221,6 +235,10 @@ def test_an_interrupted_cached_job_resumes_to_the_uninterrupted_result(tiny_mode
     assert b["global_step"] == a["global_step"] == 18
     for key in KEYS:
         assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    curves = [[(int(r["step"]), float(r["val/loss"])) for r in csv.DictReader(open(j / "curve.csv"))]
+              for j in (whole, cut)]
+    assert [s for s, _ in curves[1]] == [s for s, _ in curves[0]] == [3, 6, 9, 12, 15, 18]
+    assert max(abs(x - y) for (_, x), (_, y) in zip(*curves)) < 1e-6
     assert len(list((tmp_path / "cache-cut" / "prefix").iterdir())) == 1  # published, whatever the interruption
 
 

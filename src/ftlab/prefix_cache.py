@@ -94,7 +94,6 @@ class PrefixCache:
         self.parts = directory.parent / f".{directory.name}.parts-{job_id}"
         self._part = None
         self.pending: dict[int, tuple[int, int]] = {}  # example -> (byte offset, byte length) in this rank's part
-        self.rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         self._open()
 
     # -- the published cache ------------------------------------------------------------------------------------
@@ -122,6 +121,11 @@ class PrefixCache:
         self.values = np.fromfile(values, dtype=np.uint8) if in_memory else np.memmap(values, np.uint8, "r")
         log.info("frozen-prefix cache: reusing %s (%.0f MiB, %s)", self.directory, expected / 2**20,
                  "in memory" if in_memory else "memory-mapped")
+
+    @property
+    def rank(self) -> int:
+        # Asked when training runs: the process group does not exist yet when the cache is built.
+        return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
     @property
     def complete(self) -> bool:
