@@ -89,6 +89,7 @@ class PrefixCache:
         self.boundary = boundary
         self.budget_bytes = budget_bytes
         self.values: Any = None  # the complete cache: a byte array in memory or a memory map
+        self._load = False  # whether to read the memory map into memory before the next lookup
         self.hidden, self.dtype = 0, torch.float32
         self.tuple_output: bool | None = None  # the frozen block's output form, seen at this process's first step
         self.parts = directory.parent / f".{directory.name}.parts-{job_id}"
@@ -118,7 +119,8 @@ class PrefixCache:
             return
         self.hidden, self.dtype = meta["hidden"], getattr(torch, meta["dtype"])
         in_memory = expected <= self.budget_bytes
-        self.values = np.fromfile(values, dtype=np.uint8) if in_memory else np.memmap(values, np.uint8, "r")
+        # Mapped now, read into memory at the first step that uses it (a plan_only run reads nothing).
+        self.values, self._load = np.memmap(values, np.uint8, "r"), in_memory
         log.info("frozen-prefix cache: reusing %s (%.0f MiB, %s)", self.directory, expected / 2**20,
                  "in memory" if in_memory else "memory-mapped")
 
@@ -143,6 +145,8 @@ class PrefixCache:
         _, stack = block_stack(model)
         frozen = list(stack)[:self.boundary]
         if self.complete and self.tuple_output is not None:
+            if self._load:
+                self.values, self._load = np.array(self.values), False
             cached = self._batch(index, batch["attention_mask"])
             embeddings = [m for m in before_blocks(model) if any(True for _ in m.parameters())]
             with _replaced([(m, cached) for m in embeddings] +
