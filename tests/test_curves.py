@@ -102,3 +102,25 @@ def test_extra_curve_points_keep_early_stopping_patience_in_epochs():
     stop = EarlyStopping(monitor="val/acc", patience=3)
     keep_patience_in_epochs([stop], per_epoch=4)
     assert stop.patience == 12
+
+
+def test_the_last_validation_of_an_epoch_falls_on_its_last_batch(tiny_model_dir, tiny_csv, tmp_path):
+    import csv
+
+    # 48 examples in batches of 4: 12 batches per epoch, 5 validations per epoch asked: every ceil(12 / 5) = 3
+    # batches, in each of the 2 epochs (the spacing is restored after the forced one at an epoch's end).
+    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=2", "curve_points=10",
+                                 "batch_size=4")))
+    with open(tmp_path / "curve.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [3, 6, 9, 12, 15, 18, 21, 24]
+
+
+def test_without_the_spread_lightning_would_skip_the_epochs_last_steps(tiny_model_dir, tiny_csv, tmp_path):
+    import csv
+
+    # 6 batches, 4 validations asked: Lightning's own int(6 / 4) = 1 would validate after every batch; 5 batches
+    # (40 training examples) and 2 per epoch: int(5 / 2) = 2 gives 2 and 4, never the 5th. ftlab: 3 and 5.
+    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=1", "curve_points=2",
+                                 "batch_size=8", "data.max_train_samples=40")))
+    with open(tmp_path / "curve.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [3, 5]

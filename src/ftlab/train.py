@@ -31,7 +31,7 @@ from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
 from ftlab.runtime.loggers import build_loggers, finish_loggers
 from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
-from ftlab.runtime.validation_schedule import keep_patience_in_epochs, validation_interval
+from ftlab.runtime.validation_schedule import CurvePoints, keep_patience_in_epochs, validation_interval
 from ftlab.strategies import strategy_label
 from ftlab.strategies.frozen_prefix import frozen_boundary
 
@@ -146,6 +146,7 @@ def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData,
     if (interval := validation_interval(cfg.trainer, cfg.get("curve_points"))) is not None:
         extra["val_check_interval"] = interval
         keep_patience_in_epochs(callbacks, round(1 / interval))
+        callbacks.append(CurvePoints(round(1 / interval)))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all", **extra)
     return trainer, speed
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import lightning as L
+
 
 def validation_interval(trainer_cfg, curve_points: int | None) -> float | None:
     """Lightning's ``val_check_interval`` that gives a job about ``curve_points`` validations (the points of its
@@ -49,3 +51,30 @@ def in_mid_epoch_validation(trainer) -> bool:
     """Whether the validation now ending ran inside an epoch of ``fit`` (not the sanity check, not at its end)."""
     return (trainer.state.fn == "fit" and not trainer.sanity_checking
             and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+class CurvePoints(L.Callback):
+    """Spreads ``per_epoch`` validations over each epoch so that the last one falls on the epoch's last batch.
+
+    Lightning validates every ``int(batches * val_check_interval)`` batches and not again at the epoch's end unless
+    that count divides the epoch: 4 validations over 50 batches would land on batches 12, 24, 36 and 48, and the last
+    two steps would never be validated (nor be eligible as the best checkpoint). Here they land on 13, 26, 39 and 50.
+    """
+
+    def __init__(self, per_epoch: int):
+        self.per_epoch = per_epoch
+        self._every: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        batches = trainer.num_training_batches
+        if isinstance(batches, int) and batches > 0:
+            trainer.val_check_batch = max(1, math.ceil(batches / self.per_epoch))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        every = trainer.val_check_batch
+        if batch_idx + 1 == trainer.num_training_batches and isinstance(every, int) and (batch_idx + 1) % every:
+            self._every, trainer.val_check_batch = every, batch_idx + 1  # this batch is followed by a validation
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._every is not None:
+            trainer.val_check_batch, self._every = self._every, None
