@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from ftlab.checks import Checker
 from ftlab.models import count_parameters, load_model, load_tokenizer
 from ftlab.optimization import build_optimizer
-from ftlab.runtime.distributed import shard_model
+from ftlab.runtime.distributed import shard_model, shards_the_model
 from ftlab.strategies import apply_strategy, get_strategy
 from ftlab.strategies.frozen_prefix import frozen_modules
 from ftlab.tasks import get_task
@@ -22,8 +22,7 @@ def check_compile(c: Checker) -> None:
     c.flag("model.compile")
     if c.get("model.compile") is not True:
         return
-    spec = str(c.get("trainer.strategy")).lower()
-    if "fsdp" in spec or "deepspeed" in spec:
+    if shards_the_model(c.get("trainer.strategy")):
         c.fail("model.compile", f"not supported with trainer.strategy={c.get('trainer.strategy')!r}; valid: "
                                 "model.compile=false, or trainer.strategy auto / ddp")
     if c.get("cache_frozen") is True:

@@ -31,7 +31,8 @@ from torch import nn
 from ftlab.caching import building
 from ftlab.checks import Checker, FtlabError, memory_mib
 from ftlab.models import block_stack
-from ftlab.strategies.frozen_prefix import before_blocks
+from ftlab.runtime.distributed import shards_the_model
+from ftlab.strategies.frozen_prefix import before_blocks, frozen_boundary
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,7 @@ def check_cache_frozen(c: Checker) -> None:
         c.fail("cache_frozen", "gradual_unfreezing trains every block eventually: there is no frozen prefix to cache")
     if c.get("strategy.quantize"):
         c.fail("cache_frozen", "not with a quantized base (strategy.quantize); valid: cache_frozen=false")
-    spec = str(c.get("trainer.strategy")).lower()
-    if "fsdp" in spec or "deepspeed" in spec:
+    if shards_the_model(c.get("trainer.strategy")):
         c.fail("cache_frozen", f"trainer.strategy={c.get('trainer.strategy')!r} is not supported with the cache; "
                                "valid: auto, ddp and its variants")
 
@@ -77,6 +77,35 @@ def cache_plan(lengths: list[int], hidden: int, boundary: int, precision: str, b
     size = sum(lengths) * hidden * (2 if str(precision) in HALF_PRECISIONS else 4)
     return {"frozen_blocks": boundary, "examples": len(lengths), "tokens": sum(lengths), "bytes": size,
             "held_in": "memory" if size <= budget_bytes else "disk (memory-mapped)"}
+
+
+def build_prefix_cache(cfg, datamodule, model: nn.Module) -> tuple[PrefixCache, dict[str, Any]]:
+    """The job's frozen-prefix cache and its entry in ``plan.json``; an ``FtlabError`` if the model shares its blocks
+    or the strategy leaves no block frozen (known only once the strategy has chosen what trains)."""
+    from omegaconf import OmegaConf
+
+    from ftlab.data import fingerprint_path, token_counts
+    from ftlab.models import checkpoint_dir
+    from ftlab.strategies import strategy_label
+
+    boundary = frozen_boundary(model)
+    if len(block_stack(model)[1]) != model.config.num_hidden_layers:
+        raise FtlabError(f"cache_frozen=true: {type(model).__name__} shares its blocks across layers, so no block's "
+                         "output is the frozen prefix's; valid: cache_frozen=false")
+    if boundary == 0:
+        label = strategy_label(OmegaConf.to_container(cfg.strategy, resolve=True))
+        raise FtlabError(f"cache_frozen=true: strategy {label} trains the embeddings or the lowest block, so there is "
+                         "no frozen prefix to cache; valid: cache_frozen=false, or a strategy that freezes the bottom "
+                         "blocks (partial, head_only, lora with strategy.layers)")
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    lengths = token_counts(datamodule.datasets["train"])
+    checkpoint = fingerprint_path(checkpoint_dir(OmegaConf.to_container(cfg.model, resolve=True)))
+    directory = Path(datamodule.cache_path).parent.parent / "prefix" / cache_key(checkpoint, datamodule.cache_key(),
+                                                                                 boundary, precision)
+    budget = int(memory_mib(str(cfg.cache_frozen_memory)) * 2**20)
+    job = hashlib.sha256(str(Path(cfg.output_dir).resolve()).encode()).hexdigest()[:12]  # the same on every rank
+    cache = PrefixCache(directory, lengths, boundary, budget, job)
+    return cache, cache_plan(lengths, model.config.hidden_size, boundary, precision, budget)
 
 
 class PrefixCache:
@@ -204,7 +233,7 @@ class PrefixCache:
     # -- completion -----------------------------------------------------------------------------------------------
     def sync(self) -> None:
         """At an epoch's end (every rank): publish the cache if the ranks together have computed every example."""
-        if self.complete or self._part is None and not torch.distributed.is_initialized():
+        if self.complete or (self._part is None and not torch.distributed.is_initialized()):
             return
         if self._part is not None:
             self._part.flush()

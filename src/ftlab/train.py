@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import warnings
@@ -15,17 +14,16 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.config import validate_config
-from ftlab.checks import FtlabError, memory_mib
-from ftlab.data import FineTuneData, fingerprint_path, token_counts
+from ftlab.data import FineTuneData
 from ftlab.deploy.card import write_model_card
 from ftlab.deploy.curves import write_curves
 from ftlab.deploy.export import export_model, format_metrics, write_metrics
 from ftlab.deploy.onnx import export_onnx
-from ftlab.models import block_stack, checkpoint_dir, load_tokenizer
+from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.optimization import learning_rate
 from ftlab.plan import build_plan, format_plan, write_plan
-from ftlab.prefix_cache import PrefixCache, cache_key, cache_plan
+from ftlab.prefix_cache import build_prefix_cache
 from ftlab.runtime.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
 from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
@@ -33,7 +31,6 @@ from ftlab.runtime.loggers import build_loggers, finish_loggers
 from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
 from ftlab.runtime.validation_schedule import CurvePoints, keep_patience_in_epochs, validation_interval
 from ftlab.strategies import strategy_label
-from ftlab.strategies.frozen_prefix import frozen_boundary
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +83,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return _run(cfg, datamodule, module, plan, out_dir)
 
 
-def build_prefix_cache(cfg: DictConfig, datamodule: FineTuneData, model) -> tuple[PrefixCache, dict[str, Any]]:
-    """The job's frozen-prefix cache and its entry in the plan; an error if the strategy leaves no block frozen."""
-    boundary = frozen_boundary(model)
-    if len(block_stack(model)[1]) != model.config.num_hidden_layers:
-        raise FtlabError(f"cache_frozen=true: {type(model).__name__} shares its blocks across layers, so no block's "
-                         "output is the frozen prefix's; valid: cache_frozen=false")
-    if boundary == 0:
-        raise FtlabError(f"cache_frozen=true: strategy {strategy_label(_plain(cfg.strategy))} trains the embeddings "
-                         "or the lowest block, so there is no frozen prefix to cache; valid: cache_frozen=false, or a "
-                         "strategy that freezes the bottom blocks (partial, head_only, lora with strategy.layers)")
-    precision = str(cfg.trainer.get("precision", "32-true"))
-    lengths = token_counts(datamodule.datasets["train"])
-    key = cache_key(fingerprint_path(checkpoint_dir(_plain(cfg.model))), datamodule.cache_key(), boundary, precision)
-    budget = int(memory_mib(str(cfg.cache_frozen_memory)) * 2**20)
-    directory = Path(datamodule.cache_path).parent.parent / "prefix" / key
-    job = hashlib.sha256(str(Path(cfg.output_dir).resolve()).encode()).hexdigest()[:12]
-    cache = PrefixCache(directory, lengths, boundary, budget, job)
-    return cache, cache_plan(lengths, model.config.hidden_size, boundary, precision, budget)
-
-
 def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan: dict[str, Any],
          out_dir: Path) -> dict[str, Any]:
     """Build the trainer, fit and evaluate, write the artifacts; the loggers are always closed."""
@@ -145,8 +122,9 @@ def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData,
     extra = {"plugins": plugins} if plugins and "plugins" not in cfg.trainer else {}
     if (interval := validation_interval(cfg.trainer, cfg.get("curve_points"))) is not None:
         extra["val_check_interval"] = interval
-        keep_patience_in_epochs(callbacks, round(1 / interval))
-        callbacks.append(CurvePoints(round(1 / interval)))
+        per_epoch = round(1 / interval)
+        keep_patience_in_epochs(callbacks, per_epoch)
+        callbacks.append(CurvePoints(per_epoch))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, _convert_="all", **extra)
     return trainer, speed
 

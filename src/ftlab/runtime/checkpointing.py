@@ -13,7 +13,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ftlab.checks import FtlabError
-from ftlab.runtime.validation_schedule import in_mid_epoch_validation, validates_mid_epoch_after
+from ftlab.runtime.validation_schedule import in_mid_epoch_validation, validation_follows
 
 
 class CheckpointError(FtlabError):
@@ -73,7 +73,7 @@ class ResumableCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
-        if due and (batch_idx + 1 >= trainer.num_training_batches or validates_mid_epoch_after(trainer, batch_idx)):
+        if due and validation_follows(trainer, batch_idx):
             self._deferred = True
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

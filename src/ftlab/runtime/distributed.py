@@ -41,6 +41,13 @@ def prepare_rank_relaunch() -> None:
         run_node.dir = job_dir
 
 
+def shards_the_model(spec) -> bool:
+    """Whether a ``trainer.strategy`` setting (a name such as ``fsdp`` or ``deepspeed_stage_2``, or a strategy config)
+    is FSDP or DeepSpeed, which split the model or its state across processes."""
+    text = str(spec).lower()
+    return "fsdp" in text or "deepspeed" in text
+
+
 def is_fsdp(strategy) -> bool:
     """Whether a Lightning strategy shards the model with FSDP (subclasses included)."""
     from lightning.pytorch.strategies import FSDPStrategy

@@ -14,7 +14,7 @@ import torch
 
 from ftlab.runtime.loggers import finish_loggers
 from ftlab.runtime.saved_config import check_saved_config
-from ftlab.runtime.validation_schedule import in_mid_epoch_validation, validates_mid_epoch_after
+from ftlab.runtime.validation_schedule import in_mid_epoch_validation, validation_follows
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,9 @@ class Resumption(L.Callback):
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        # A save due just before a validation waits for it: on an epoch's last batch until on_train_epoch_end, on a
-        # mid-epoch validation step until on_validation_end. A checkpoint taken before it resumes after it, and that
-        # validation, its curve point, the best checkpoint and early stopping would be lost. Every rank sees the same
-        # batch count, so all of them wait together.
-        if batch_idx + 1 < trainer.num_training_batches and not validates_mid_epoch_after(trainer, batch_idx):
+        # A save due just before a validation waits for it (see validation_follows). Every rank sees the same batch
+        # count, so all of them wait together.
+        if not validation_follows(trainer, batch_idx):
             self._save_if_signalled(trainer, pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:

@@ -33,12 +33,13 @@ def keep_patience_in_epochs(callbacks: list, per_epoch: int) -> None:
             callback.patience *= per_epoch
 
 
-def validates_mid_epoch_after(trainer, batch_idx: int) -> bool:
-    """Whether Lightning runs a validation right after this training batch, before the epoch's last batch (from
-    ``val_check_interval``). A state saved before that validation resumes after it: the validation, its curve point
-    and any best checkpoint it would have made are lost, so savers wait for it."""
+def validation_follows(trainer, batch_idx: int) -> bool:
+    """Whether a validation may run right after this training batch: the epoch's last batch, or a step where
+    ``val_check_interval`` falls. A state saved before that validation resumes after it, and the validation, its
+    curve point and any best checkpoint it would have made are lost: savers wait for it (until
+    ``on_validation_end`` mid-epoch, ``on_train_epoch_end`` at the epoch's end)."""
     if batch_idx + 1 >= trainer.num_training_batches:
-        return False  # the epoch's own validation: savers wait for the epoch's end instead
+        return True
     loop = trainer.fit_loop.epoch_loop
     every = trainer.val_check_batch
     if not loop._should_check_val_epoch() or every is None or every == float("inf"):
