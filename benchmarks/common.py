@@ -138,6 +138,14 @@ def timed_steps(model, optimizer, batches, forward=None) -> list[tuple[float, fl
     return out
 
 
+CLOCKS = (("wall", 0), ("CPU", 1))  # the clocks of timed_steps' (wall, CPU) pairs, by name and position
+
+
+def median_times(steps: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall and median CPU seconds of ``timed_steps``' steps."""
+    return median([w for w, _ in steps]), median([c for _, c in steps])
+
+
 def spread(values: list[float]) -> str:
     """``median (min-max)`` of a ratio over repeats."""
     return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"

@@ -9,7 +9,8 @@ Each repeat builds fresh modules; eager and compiled contenders alternate. Wall 
 from __future__ import annotations
 
 import torch
-from common import benchmark_parser, fresh_module, median, real_batches, spread, table, timed_steps
+from common import (CLOCKS, benchmark_parser, fresh_module, median, median_times, real_batches, spread, table,
+                    timed_steps)
 
 STRATEGIES = {"full": {"name": "full"}, "partial k=1": {"name": "partial", "trainable_layers": 1}}
 
@@ -29,9 +30,9 @@ def main(argv=None) -> None:
                 results[name, mode].append(timed_steps(module.model, module.configure_optimizers(), batches))
     rows = []
     for name in STRATEGIES:
-        for clock, k in (("wall", 0), ("CPU", 1)):
-            eager = [median([s[k] for s in run[args.warmup:]]) for run in results[name, "eager"]]
-            compiled = [median([s[k] for s in run[args.warmup:]]) for run in results[name, "compiled"]]
+        for clock, k in CLOCKS:
+            eager = [median_times(run[args.warmup:])[k] for run in results[name, "eager"]]
+            compiled = [median_times(run[args.warmup:])[k] for run in results[name, "compiled"]]
             first = [sum(s[k] for s in run[:args.warmup]) for run in results[name, "compiled"]]
             rows.append({"strategy": name, "clock": clock, "eager step ms": 1000 * median(eager),
                          "compiled step ms": 1000 * median(compiled),

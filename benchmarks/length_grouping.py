@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from common import DEFAULT_MODEL, benchmark_parser, fresh_module, median, spread, table, timed_steps
+from common import (CLOCKS, DEFAULT_MODEL, benchmark_parser, fresh_module, median, median_times, spread, table,
+                    timed_steps)
 
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
@@ -75,10 +76,10 @@ def main(argv=None) -> None:
                 for grouped, contender in contenders.items():
                     module = fresh_module(labels, task=task)
                     steps = timed_steps(module.model, module.configure_optimizers(), contender)[args.warmup:]
-                    times[grouped].append((median([w for w, _ in steps]), median([c for _, c in steps])))
-            for clock, k in (("wall", 0), ("CPU", 1)):
-                real = {g: sum(int(b["attention_mask"].sum()) for b in c) for g, c in contenders.items()}
-                cells = {g: sum(b["attention_mask"].numel() for b in c) for g, c in contenders.items()}
+                    times[grouped].append(median_times(steps))
+            real = {g: sum(int(b["attention_mask"].sum()) for b in c) for g, c in contenders.items()}
+            cells = {g: sum(b["attention_mask"].numel() for b in c) for g, c in contenders.items()}
+            for clock, k in CLOCKS:
                 rows.append({"data": name, "clock": clock,
                              "real tokens / padded (random)": real[False] / cells[False],
                              "real tokens / padded (grouped)": real[True] / cells[True],

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import benchmark_parser, fresh_module, median, real_batches, spread, table, timed_steps
+from common import (CLOCKS, benchmark_parser, fresh_module, median, median_times, real_batches, spread, table,
+                    timed_steps)
 
 from ftlab.prefix_cache import PrefixCache
 from ftlab.strategies.frozen_prefix import frozen_boundary
@@ -43,8 +44,7 @@ def repeat(strategy: dict, batches, labels, warmup: int, lengths: list[int]) -> 
             else:
                 def forward(b):
                     return cache.forward(module.model, without_index(b), b["example_index"])
-            steps = timed_steps(module.model, optimizer, batches, forward)[warmup:]
-            medians[name] = (median([w for w, _ in steps]), median([c for _, c in steps]))
+            medians[name] = median_times(timed_steps(module.model, optimizer, batches, forward)[warmup:])
             if name.startswith("filling"):
                 cache.sync()
                 assert cache.complete
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
             runs[name].append(repeat(strategy, batches, labels, args.warmup, lengths))
     rows = []
     for name, repeats in runs.items():
-        for clock, k in (("wall", 0), ("CPU", 1)):
+        for clock, k in CLOCKS:
             base = [r["no cache"][k] for r in repeats]
             fill = [r["filling (epoch 1)"][k] for r in repeats]
             read = [r["reading (epochs 2+)"][k] for r in repeats]
