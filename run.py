@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> dict | None:
     # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
     from ftlab.checks import FtlabError
     from ftlab.runtime.console import route_library_output
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(f"ftlab: interrupted: {err}\ncontinue with: python run.py resume={cfg.output_dir}")
     if cfg.plan_only:
         return None
-    return float(metrics[cfg.monitor])  # the objective for Hydra sweepers (e.g. Optuna)
+    return metrics  # what search sweepers read their objectives from (hparams_search=optuna)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ftlab.checks import ConfigError
-from ftlab.deploy.onnx import main as onnx_main
+from ftlab.deploy.release import main as onnx_main
 from ftlab.deploy.predict import main as predict_main
 from ftlab.runtime.resume import resume_config
 from ftlab.sweeps.report import main as report_main
@@ -192,9 +192,14 @@ CASES = [
     Case("onnx-neither-job-nor-model-dir", "onnx_export", lambda e: (
         [str(after((e.tmp / "empty").mkdir(), e.tmp / "empty"))], [f"{e.tmp / 'empty'}: neither a job directory",
                                                                     MODEL_HELP])),
-    Case("onnx-token-classifier", "onnx_export", lambda e: (
-        [str(e.copy("ner"))], [f"{e.tmp / 'ner'}: a token_classification model",
-                               "implemented for text_classification (*ForSequenceClassification) models only"])),
+    Case("onnx-quantize-a-model-dir", "onnx_export", lambda e: (
+        [str(e.copy("ner")), "--quantize", "int8"],
+        [f"{e.tmp / 'ner'}: --quantize compares int8 with fp32 on the job's test split, so it needs a job directory",
+         "no .hydra/config.yaml"])),
+    Case("onnx-quantize-unknown-type", "onnx_export", lambda e: (
+        [str(e.job), "--quantize", "int4"], ["argument --quantize: invalid choice: 'int4'"]), status=2),
+    Case("onnx-negative-tolerance", "onnx_export", lambda e: (
+        [str(e.job), "--quantize", "int8", "--tolerance", "-1"], ["'-1' is not a number >= 0"]), status=2),
     Case("onnx-base-model-without-head", "onnx_export", lambda e: (
         [str(e.copy("base"))], ["architectures=['BertModel']", "valid: *ForSequenceClassification"])),
     Case("onnx-no-weights", "onnx_export", lambda e: (

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ftlab.sweeps.identity import group_name
+from ftlab.sweeps.sweep_dir import read_curve
 from tests.helpers import tiny_overrides, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,27 @@ def test_two_job_sweep_through_slurm(slurm_env, tiny_model_dir, tiny_csv, tmp_pa
     slurm_jobs = {p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name}
     assert len(slurm_jobs) == 2 and len({j.split("_")[0] for j in slurm_jobs}) == 1  # one array, 2 tasks
     assert "2 jobs (2 completed, 0 failed, 0 running)" in (sweep / "summary.md").read_text()
+
+
+def test_search_trials_run_in_parallel_on_slurm_and_report_to_the_study(slurm_env, tiny_model_dir, tiny_csv,
+                                                                        tmp_path):
+    optuna = pytest.importorskip("optuna", minversion="4.5", reason="the optuna extra is not installed")
+    sweep = tmp_path / "search"
+    args = [a for a in launcher_args(sweep) if a != "-m"]  # hparams_search=optuna is a multirun by itself
+    proc = subprocess.run([sys.executable, "run.py", "hparams_search=optuna", *args, "hydra.sweeper.n_trials=2",
+                           "hydra.sweeper.n_jobs=2", "search.max_layers=2", "trainer.max_steps=4",
+                           *job_args(tiny_model_dir, tiny_csv, tmp_path)],
+                          cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    slurm_jobs = {p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name}
+    assert len(slurm_jobs) == 2 and len({j.split("_")[0] for j in slurm_jobs}) == 1  # both trials in one array
+    study = optuna.load_study(study_name="ftlab", storage=f"sqlite:///{sweep / 'study.db'}")
+    for trial in study.trials:  # each SLURM job reported its validation points (its curve.csv) into the study
+        curve = read_curve(sweep / str(trial.number) / "curve.csv")
+        assert trial.state.name == "COMPLETE" and len(curve) >= 2
+        assert trial.intermediate_values == {int(p["step"]): pytest.approx(p["val/acc"]) for p in curve}
+        metrics = json.loads((sweep / str(trial.number) / "metrics.json").read_text())
+        assert trial.value == pytest.approx(metrics["val/acc"])
 
 
 def test_sigusr2_requeues_and_resumes_from_last_checkpoint(slurm_env, tiny_model_dir, tiny_csv, tmp_path):

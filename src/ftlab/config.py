@@ -10,12 +10,16 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ftlab.checks import Checker, ConfigError
+from ftlab.deploy.quantize import check_onnx_options
+from ftlab.device_plan import check_device_memory
 from ftlab.models import check_model
 from ftlab.optimization import check_layer_decay, check_optimizer
 from ftlab.module import check_compile
 from ftlab.prefix_cache import check_cache_frozen
+from ftlab.retention import check_retention
 from ftlab.runtime.validation_schedule import check_curve_points
 from ftlab.strategies import check_strategy
+from ftlab.sweeps.pruning import check_trial
 from ftlab.sweeps.search_space import SEARCH_OPTIONS
 from ftlab.tasks import TASKS
 
@@ -24,17 +28,21 @@ CUDA_ONLY_PRECISIONS = ("16-mixed", "16", "16-true")
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
 TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
-             "monitor_mode", "resume", "export_onnx", "eval_before", "plan_only", "output_dir",
-             "curve_points", "cache_frozen", "cache_frozen_memory",
+             "monitor_mode", "resume", "export_onnx", "onnx", "eval_before", "plan_only", "output_dir",
+             "curve_points", "cache_frozen", "cache_frozen_memory", "retention", "device_memory",
              "search")  # search: options of hparams_search=optuna
 
 __all__ = ["ConfigError", "validate_config"]
 
 
 def _check_hardware(c: Checker) -> None:
-    """Precision and accelerator must be runnable here (fp16 has no CPU kernels for training)."""
+    """Precision and accelerator must be runnable here (fp16 has no CPU kernels for training); a plan
+    (``plan_only``) describes the devices of another machine, so only the precision's name is checked for it."""
     import torch
 
+    if c.get("plan_only"):
+        c.choice("trainer.precision", PRECISIONS)
+        return
     accelerator = str(c.get("trainer.accelerator") or "auto")
     has_cuda = torch.cuda.is_available()
     if accelerator in ("gpu", "cuda") and not has_cuda:
@@ -127,11 +135,13 @@ def validate_config(cfg: DictConfig) -> None:
         c.fail("seed", "must be an integer")
     if c.choice("task", tuple(TASKS)):
         _check_monitor(c)
-    if c.get("export_onnx") and c.get("task") != "text_classification":
-        c.fail("export_onnx", "ONNX export is implemented for task=text_classification only")
+    check_onnx_options(c)
     check_curve_points(c)
     check_cache_frozen(c)
+    check_retention(c)
     check_compile(c)
+    check_trial(c)
+    check_device_memory(c)
     _check_keys(c)
     _check_output_dir(c)
     if c.get("trainer._target_") is None:

@@ -49,14 +49,31 @@ def weights_problem(path: Path) -> str | None:
     return None
 
 
-def model_dir_problem(root: Path) -> str | None:
+def config_only(model_cfg: dict) -> bool:
+    """Whether the configured checkpoint is a local directory holding a ``config.json`` and no weights (a model to
+    plan, not to train: ``plan_only=true``)."""
+    from ftlab.assets import resolve_path
+
+    try:
+        root = Path(resolve_path(str(model_cfg["pretrained_model_name_or_path"])))
+    except FileNotFoundError:
+        return False
+    return (not model_cfg.get("gguf_file") and (root / "config.json").is_file()
+            and not any((root / name).is_file() for name in WEIGHT_FILES))
+
+
+def model_dir_problem(root: Path, config_alone: bool = False) -> str | None:
     """The first reason the model directory ``root`` cannot load (no config.json, no or broken weights, no tokenizer
-    files), saying what a valid directory holds; None when it looks complete. Callers name the directory."""
+    files), saying what a valid directory holds; None when it looks complete. Callers name the directory.
+    ``config_alone``: a ``config.json`` is enough (planning a model without its weights)."""
     if not (root / "config.json").is_file():
         return "no config.json there (not a checkpoint directory)"
+    if config_alone and not any((root / name).is_file() for name in WEIGHT_FILES):
+        return None
     weights = [root / name for name in WEIGHT_FILES if (root / name).is_file()]
     if not weights:
-        return f"no weights; valid: {' or '.join(WEIGHT_FILES[::2])} (or a sharded index) next to config.json"
+        return (f"no weights; valid: {' or '.join(WEIGHT_FILES[::2])} (or a sharded index) next to config.json "
+                f"(plan_only=true plans from config.json alone)")
     if problem := weights_problem(weights[0]):
         return f"{problem}; re-download or re-export the checkpoint"
     if not any((root / name).is_file() for name in TOKENIZER_FILES):

@@ -112,7 +112,7 @@ def check_model(c: Checker) -> nn.Module | None:
         c.fail("model.gguf_file", f"no such file in {path}")
         return None
     if gguf is None and (os.path.isabs(path) or path.startswith(".") or Path(path).is_dir()):
-        if problem := model_dir_problem(Path(path)):
+        if problem := model_dir_problem(Path(path), config_alone=bool(c.get("plan_only"))):
             c.fail(key, problem)
             return None
     try:

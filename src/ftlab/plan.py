@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ftlab.models import ArchitectureError, find_parts
@@ -109,7 +110,10 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
     return {
         "strategy_stages": selection.num_stages,
         "params": {"total": total, "trainable": n_trainable, "trainable_fraction": n_trainable / total,
-                   "adapter": adapter, "by_group": by_group},
+                   "adapter": adapter, "by_group": by_group, "element_bytes": element},
+        # The largest piece FSDP gathers at once: a block, or everything outside the blocks (one root unit).
+        "largest_unit_params": max([sum(params[n].numel() for n in b) for b in blocks]
+                                   + [total - sum(params[n].numel() for b in blocks for n in b)]),
         "memory_bytes": {
             "weights": total * element,
             "gradients": n_trainable * element,
@@ -129,19 +133,36 @@ def build_plan(model: nn.Module, selection: Selection, *, batch_size: int, max_l
     }
 
 
+# Weights in 16 bits for *-true half precisions; *-mixed keeps 32-bit weights (and casts them per forward).
+PRECISION_DTYPES = {"bf16-true": torch.bfloat16, "16-true": torch.float16, "16": torch.float16,
+                    "64-true": torch.float64}
+
+
+def planned_model(model_cfg: dict[str, Any], task: str, strategy: dict[str, Any],
+                  precision: str) -> tuple[nn.Module, Selection]:
+    """The model and selection to plan, from the checkpoint's ``config.json`` alone: the architecture on the meta
+    device in the weights' precision (no memory, no weights needed), with ``strategy`` applied."""
+    from ftlab.models import meta_model
+    from ftlab.strategies import apply_strategy
+
+    model = meta_model(model_cfg, task=task).to(PRECISION_DTYPES.get(str(precision), torch.float32))
+    with torch.device("meta"):  # an adapter's new weights: shapes only, like the rest
+        return apply_strategy(model, strategy)
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
 def format_plan(plan: dict[str, Any]) -> str:
     """A console table: one row per parameter group, then the memory lines."""
-    lines = [f"{'group':<14}{'params':>14}{'trainable':>14}"]
+    lines = [f"{'group':<14}{'params':>16}{'trainable':>16}"]
     for name, row in plan["params"]["by_group"].items():
-        lines.append(f"{name:<14}{row['total']:>14,}{row['trainable']:>14,}")
+        lines.append(f"{name:<14}{row['total']:>16,}{row['trainable']:>16,}")
     p = plan["params"]
-    lines.append(f"{'total':<14}{p['total']:>14,}{p['trainable']:>14,}  ({100 * p['trainable_fraction']:.2f}%)")
+    lines.append(f"{'total':<14}{p['total']:>16,}{p['trainable']:>16,}  ({100 * p['trainable_fraction']:.2f}%)")
     if p.get("adapter"):
-        lines.append(f"{'adapter':<14}{p['adapter']:>14,}{p['adapter']:>14,}  (added by the strategy)")
+        lines.append(f"{'adapter':<14}{p['adapter']:>16,}{p['adapter']:>16,}  (added by the strategy)")
     for key, value in plan["memory_bytes"].items():
         lines.append(f"{key:<22}{_mib(value):>14}")
     lines.append(f"backward through {plan['backward_blocks']} block(s); {plan['assumptions']}")

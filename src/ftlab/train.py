@@ -16,14 +16,17 @@ from omegaconf import DictConfig, OmegaConf
 from ftlab.config import validate_config
 from ftlab.data import FineTuneData
 from ftlab.deploy.card import write_model_card
+from ftlab.device_plan import device_section
 from ftlab.deploy.curves import write_curves
 from ftlab.deploy.export import export_model, format_metrics, write_metrics
-from ftlab.deploy.onnx import export_onnx
+from ftlab.deploy.release import JobTestSplit, release
+from ftlab.model_files import config_only
 from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.optimization import learning_rate
-from ftlab.plan import build_plan, format_plan, write_plan
+from ftlab.plan import build_plan, format_plan, planned_model, write_plan
 from ftlab.prefix_cache import build_prefix_cache
+from ftlab.retention import describe as describe_retention, retention_callbacks, retention_metrics
 from ftlab.runtime.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
 from ftlab.runtime.checkpointing import SafeCheckpointIO
 from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
@@ -31,6 +34,7 @@ from ftlab.runtime.loggers import build_loggers, finish_loggers
 from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
 from ftlab.runtime.validation_schedule import CurvePoints, keep_patience_in_epochs, validation_interval
 from ftlab.strategies import strategy_label
+from ftlab.sweeps.pruning import TrialPruning, trial_pruning, write_pruned
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if cfg.get("plan_only") and config_only(_plain(cfg.model)):  # too big for here: planned from config.json alone
+        plan = _plan(cfg, *planned_model(_plain(cfg.model), cfg.task, _plain(cfg.strategy), precision))
+        return {"plan": _publish_plan(cfg, plan, out_dir)}
+
     tokenizer = load_tokenizer(_plain(cfg.model), cfg.task)
     datamodule = FineTuneData(_plain(cfg.data), tokenizer, cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
                               cfg.seed, task=cfg.task, index_train=bool(cfg.get("cache_frozen")))
@@ -61,18 +70,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task,
         layer_decay=cfg.layer_decay, tokenizer=tokenizer)
-    plan = build_plan(module.model, module.selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                      precision=cfg.trainer.get("precision", "32-true"),
-                      optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
-                      checkpointing=bool(cfg.model.get("gradient_checkpointing")))
+    plan = _plan(cfg, module.model, module.selection)
     if cfg.get("cache_frozen"):
         module.prefix_cache, plan["frozen_prefix_cache"] = build_prefix_cache(cfg, datamodule, module.model)
-    if rank_zero_only.rank == 0:
-        write_plan(plan, out_dir / "plan.json")
-        label = strategy_label(_plain(cfg.strategy))
-        print(f"[ftlab] strategy {label}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}")
-        if cfg.strategy.name == "pattern":
-            print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
+    _publish_plan(cfg, plan, out_dir)
+    if rank_zero_only.rank == 0 and cfg.strategy.name == "pattern":
+        print("[ftlab] trainable parameters:\n  " + "\n  ".join(sorted(module.trainable_names)))
     if cfg.get("plan_only"):
         return {"plan": plan, **module.param_counts}
 
@@ -81,6 +84,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         with job_scoped_distributed():
             return _run(cfg, datamodule, module, plan, out_dir)
     return _run(cfg, datamodule, module, plan, out_dir)
+
+
+def _plan(cfg: DictConfig, model, selection) -> dict[str, Any]:
+    return build_plan(model, selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                      precision=cfg.trainer.get("precision", "32-true"),
+                      optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
+                      checkpointing=bool(cfg.model.get("gradient_checkpointing")))
+
+
+def _publish_plan(cfg: DictConfig, plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Print and save the plan (rank 0); with ``plan_only``, per device and the fits table of the contenders too."""
+    extra = ""
+    if cfg.get("plan_only"):
+        plan["devices"], extra = device_section(cfg, plan)
+    if rank_zero_only.rank == 0:
+        write_plan(plan, out_dir / "plan.json")
+        label = strategy_label(_plain(cfg.strategy))
+        print(f"[ftlab] strategy {label}: plan (saved to {out_dir / 'plan.json'})\n{format_plan(plan)}"
+              + (f"\n{extra}" if extra else ""))
+    return plan
 
 
 def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan: dict[str, Any],
@@ -94,7 +117,8 @@ def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan
             logger.log_hyperparams({**_plain(cfg), **module.param_counts, "data/split_sizes": datamodule.split_sizes,
                                     "plan": plan})
         metrics = fit_and_evaluate(cfg, trainer, speed, datamodule, module, out_dir)
-        write_artifacts(cfg, trainer, datamodule, module, metrics, out_dir)
+        if not metrics.get("search/pruned"):
+            write_artifacts(cfg, trainer, datamodule, module, metrics, out_dir)
         failed = False
         return metrics
     finally:
@@ -111,6 +135,9 @@ def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData,
         progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
     callbacks += [speed, BudgetCurve(Path(cfg.output_dir) / "curve.csv", speed, cfg.monitor, flops_per_sample),
                   Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule)]
+    callbacks += retention_callbacks(cfg, datamodule)  # held-out general text before and after (retention.source)
+    if (pruning := trial_pruning(cfg)) is not None:
+        callbacks.append(pruning)
     plugins = []
     if "deepspeed" not in str(cfg.trainer.get("strategy")).lower():  # DeepSpeed writes its own checkpoint folders
         plugins.append(SafeCheckpointIO())
@@ -148,12 +175,15 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
         # The untuned checkpoint on the same test set: the "before" of the before/after comparison.
         before = {f"before/{k}": v for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    pruning = next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
+    if pruning is not None and pruning.pruned_at is not None:  # a pruned search trial has no test result
+        return write_pruned(out_dir, pruning, speed.fit_time) if trainer.is_global_zero else {"search/pruned": True}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     return {
-        **val, **test, **before, **module.param_counts,
+        **val, **test, **before, **retention_metrics(trainer.callbacks), **module.param_counts,
         **{f"test/{name}": value for name, value in module.test_details.items()},
         "task": cfg.task,
         "strategy": cfg.strategy.name,
@@ -180,10 +210,12 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
     export_model(module, out_dir / "model", state)
     if "before/test/loss" in metrics:
         print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
-    if cfg.get("export_onnx"):  # parity checked on real test inputs
-        test_ids = datamodule.datasets["test"][:16]["input_ids"]
-        texts = module.tokenizer.batch_decode(test_ids, skip_special_tokens=True)
-        metrics["onnx"] = export_onnx(out_dir / "model", out_dir / "onnx", texts)
+    if cfg.get("export_onnx"):  # parity checked on real test inputs; int8 compared with fp32 on the test split
+        onnx = _plain(cfg.get("onnx")) or {}
+        test = JobTestSplit(module.task, datamodule.label_names, datamodule.datasets["test"],
+                            module.task.collator(module.tokenizer), datamodule.eval_batch_size, module.tokenizer)
+        metrics.update(release(out_dir / "model", out_dir / "onnx", test.texts(), onnx.get("quantize"),
+                               onnx.get("tolerance", 1.0), test))
     curves = metrics.pop("test/curves", None)  # per-class ROC / PR points: their own file, not metrics.json
     if curves:
         write_curves(curves, metrics, out_dir)
@@ -194,3 +226,5 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
                            step=trainer.global_step)
     log.info("val:  %s", format_metrics(metrics, "val/"))
     print(f"[ftlab] test: {format_metrics(metrics, 'test/')}  (outputs: {out_dir})")
+    if "retention/source" in metrics:
+        print(f"[ftlab] {describe_retention(metrics)}")

@@ -28,9 +28,11 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, Any], command: str) -> st
     sizes = metrics["data/split_sizes"]
     data = cfg["data"]
     scores = "\n".join(f"| {k} | {metrics[k]:.4f} |" for k in sorted(metrics)
-                       if k.startswith(("val/", "test/", "before/")) and isinstance(metrics[k], float))
+                       if k.startswith(("val/", "test/", "before/", "retention/")) and isinstance(metrics[k], float))
     trainer = cfg["trainer"]
     labels = task.card_labels(metrics)
+    retention = (f"\n`retention/` rows: general text that is not the fine-tuning data ({metrics['retention/source']}), "
+                 "measured on the untuned model and on this one." if "retention/source" in metrics else "")
     adapter = ("\n  The adapter alone (PEFT format) is in `../adapter/`; these weights have it merged in, so plain "
                "`transformers` loads them." if strategy["name"] in ADAPTERS else "")
     return f"""---
@@ -54,7 +56,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
 
 ## Results
 
-`before/` rows: the untuned checkpoint on the same test set (when the job ran with eval_before=true).
+`before/` rows: the untuned checkpoint on the same test set (when the job ran with eval_before=true).{retention}
 
 | metric | value |
 |---|---|
@@ -62,7 +64,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
 
 {task.card_details(metrics)}
 
-## Use
+{deploy_section(metrics)}## Use
 
 ```python
 from transformers import pipeline
@@ -75,6 +77,32 @@ model = pipeline("{task.pipeline_tag}", model="<this directory>"{usage_options})
 {command}
 ```
 """
+
+
+DEPLOY_HEADING = "## Deployment (ONNX Runtime)"
+
+
+def deploy_section(metrics: dict[str, Any]) -> str:
+    """The card's comparison of PyTorch fp32, ONNX fp32 and ONNX int8 (``onnx.quantize=int8``), or ''."""
+    from ftlab.deploy.variants import table, warning
+
+    report = metrics.get("deploy")
+    if not report:
+        return ""
+    line = warning(report)
+    alert = f"> **{line}**\n\n" if line else ""
+    return (f"{DEPLOY_HEADING}\n\n{alert}On the test split ({report['test_examples']} examples); latency of one "
+            "forward pass on this machine's CPU, milliseconds. Files: `../onnx/model.onnx`, `../onnx/model.int8.onnx`."
+            f"\n\n{table(report)}\n\n")
+
+
+def with_deploy_section(card: str, metrics: dict[str, Any]) -> str:
+    """An existing card with its deployment section added or replaced (before ``## Use``)."""
+    start = card.find(DEPLOY_HEADING)
+    end = card.find("## Use")
+    if end < 0:
+        return card.rstrip("\n") + "\n\n" + deploy_section(metrics)
+    return card[:start if 0 <= start < end else end] + deploy_section(metrics) + card[end:]
 
 
 def write_model_card(directory: Path, cfg: dict[str, Any], metrics: dict[str, Any]) -> Path:

@@ -1,12 +1,14 @@
-"""Export a fine-tuned model to ONNX and check it against PyTorch with ONNX Runtime.
+"""Export a fine-tuned model to ONNX and check it against PyTorch with ONNX Runtime, for every task.
 
-``python -m ftlab.onnx_export <job dir or model dir> [--input texts.txt]`` writes ``onnx/model.onnx`` (dynamic
-batch and sequence axes) and ``onnx/parity.json`` (max |logit difference| and both latencies) next to ``model/``.
-Needs the ``onnx`` extra: ``pip install -e ".[onnx]"``. Only text classification models export.
+Text and token classifiers export ``(input_ids, attention_mask[, token_type_ids]) -> logits``; a causal LM exports
+the step of a generation loop, with its past key values as inputs and outputs (``ftlab.deploy.onnx_graphs``).
+``onnx/model.onnx`` (dynamic batch, sequence and past axes) and ``onnx/parity.json`` (max |logit difference| and
+both latencies) are written next to ``model/``. The parity check runs on real inputs (a job's test texts, or the
+tool's ``--input``); for a causal LM it checks the first step and a second step fed the returned past.
 
-The model directory, the texts and the output are checked before anything loads; a problem is one line
-``ftlab.onnx_export: ...`` (exit status 1) and no ``onnx/`` directory is written (it is built in a temporary directory
-next to it and renamed at the end).
+The model directory, the texts and the output are checked before anything loads; nothing half-written stays: the
+files are built in a temporary directory next to ``onnx/`` and renamed at the end. The command line is
+``python -m ftlab.onnx_export`` (``ftlab.deploy.release``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ftlab.checks import FtlabError, ToolParser
+from ftlab.checks import FtlabError
 from ftlab.deploy.export import set_permissions
-from ftlab.deploy.predict import check_model_dir, model_task, read_texts
+from ftlab.deploy.onnx_graphs import UnsupportedModel, export_graph, position_ids
+from ftlab.deploy.predict import check_model_dir, model_task
+from ftlab.deploy.runners import OnnxModel, OnnxUnavailable, require_onnx
 
 MAX_ABS_DIFF = 1e-4
 DEFAULT_TEXTS = [
@@ -32,12 +35,8 @@ DEFAULT_TEXTS = [
     "Ministers will vote on the budget next week.",
 ]
 
-
-EXPORTABLE_TASKS = ("text_classification",)
-
-
-class OnnxUnavailable(RuntimeError):
-    """Raised when onnx / onnxruntime / onnxscript are not installed."""
+__all__ = ["MAX_ABS_DIFF", "OnnxUnavailable", "ParityError", "UnsupportedModel", "check_exportable", "check_out_dir",
+           "export_onnx"]
 
 
 class ParityError(RuntimeError):
@@ -45,15 +44,9 @@ class ParityError(RuntimeError):
 
 
 def check_exportable(model_path: str | Path) -> Path:
-    """The model directory of ``model_path`` after the model-directory checks, if its task exports to ONNX; an
-    ``FtlabError`` naming the directory, its task and the exportable ones otherwise."""
-    from ftlab.tasks import TASKS
-
+    """The model directory of ``model_path`` after the model-directory checks (every ftlab task exports)."""
     path = check_model_dir(model_path)
-    task = model_task(path)
-    if task not in EXPORTABLE_TASKS:
-        valid = ", ".join(f"{t} (*{TASKS[t].architecture_suffix})" for t in EXPORTABLE_TASKS)
-        raise FtlabError(f"{path}: a {task} model; ONNX export is implemented for {valid} models only")
+    model_task(path)
     return path
 
 
@@ -80,19 +73,6 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _require_onnx():
-    import importlib
-
-    try:
-        for name in ("onnx", "onnxscript"):  # the exporter needs both, imported lazily by torch
-            importlib.import_module(name)
-        import onnxruntime
-    except ImportError as err:
-        raise OnnxUnavailable(
-            f"ONNX export needs the onnx extra ({err.name} is missing): pip install -e \".[onnx]\"") from err
-    return onnxruntime
-
-
 def _median_ms(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -104,20 +84,19 @@ def _median_ms(fn, repeats: int) -> float:
 
 def export_onnx(model_path: str | Path, out_dir: str | Path, texts: list[str] | None = None,
                 repeats: int = 10) -> dict:
-    """Export, then verify on ``texts``: raise if the logits differ by more than ``MAX_ABS_DIFF`` (the files stay in
-    ``out_dir`` for inspection).
+    """Export, then verify on ``texts``: raise ``ParityError`` if the logits differ by more than ``MAX_ABS_DIFF``
+    (the files stay in ``out_dir`` for inspection).
 
-    The model directory is checked first (``FtlabError``: missing, incomplete or corrupt, or not a text classifier).
-    ``out_dir`` is built in a temporary directory next to it and appears only complete, files 0o644 and directories
-    0o755 whatever the umask.
+    The model directory is checked first (``FtlabError``: missing, incomplete or corrupt). ``out_dir`` is built in
+    a temporary directory next to it and appears only complete, files 0o644 and directories 0o755 whatever the umask.
     """
     path = check_exportable(model_path)
     out_dir = check_out_dir(out_dir, "output directory")
-    ort = _require_onnx()
+    require_onnx()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
-        report = _export(ort, path, out_dir, tmp, texts, repeats)
+        report = _export(path, out_dir, tmp, texts or DEFAULT_TEXTS, repeats)
         set_permissions(tmp)
         _replace_dir(tmp, out_dir)
     finally:
@@ -129,65 +108,51 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, texts: list[str] | 
     return report
 
 
-def _export(ort, path: Path, out_dir: Path, tmp: Path, texts: list[str] | None, repeats: int) -> dict:
+def _export(path: Path, out_dir: Path, tmp: Path, texts: list[str], repeats: int) -> dict:
     """Export the model at ``path`` into ``tmp`` and measure parity; paths in the report name ``out_dir``."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from ftlab.tasks import get_task
+
+    task = model_task(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False).eval()
-    names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
-
-    class Logits(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *inputs):
-            return self.inner(**dict(zip(names, inputs))).logits
-
-    texts = texts or DEFAULT_TEXTS
-    example = tokenizer(texts[:2], padding=True, truncation=True, return_tensors="pt")
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    onnx_path = out_dir / "model.onnx"
-    torch.onnx.export(Logits(model), tuple(example[n] for n in names), str(tmp / "model.onnx"), input_names=names,
-                      output_names=["logits"], dynamic_shapes=(tuple({0: batch, 1: seq} for _ in names),),
-                      dynamo=True)
-
-    session = ort.InferenceSession(str(tmp / "model.onnx"), providers=["CPUExecutionProvider"])
+    model = get_task(task).model_class().from_pretrained(path, trust_remote_code=False).eval()
+    graph = export_graph(task, model, tokenizer, texts, str(tmp / "model.onnx"))
+    onnx = OnnxModel(tmp / "model.onnx")
     enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
-    feeds = {n: enc[n].numpy() for n in names}
+    inputs = {n: enc[n] for n in graph["inputs"] if n in enc}
+    # A causal LM's graph counts positions over real tokens (as generate does); so does the reference here.
+    extra = {"position_ids": position_ids(enc["attention_mask"])} if task == "causal_lm" else {}
     with torch.inference_mode():
-        reference = model(**{n: enc[n] for n in names}).logits
-        torch_ms = _median_ms(lambda: model(**{n: enc[n] for n in names}), repeats)
-    onnx_logits = session.run(["logits"], feeds)[0]
-    ort_ms = _median_ms(lambda: session.run(["logits"], feeds), repeats)
-    diff = float(abs(torch.from_numpy(onnx_logits) - reference).max())
-    report = {"onnx": str(onnx_path), "inputs": len(texts), "sequence_length": int(enc["input_ids"].shape[1]),
-              "max_abs_logit_diff": diff, "bound": MAX_ABS_DIFF, "torch_ms": torch_ms, "onnxruntime_ms": ort_ms,
-              "speedup": torch_ms / ort_ms if ort_ms else None}
+        reference = model(**inputs, **extra).logits
+        torch_ms = _median_ms(lambda: model(**inputs, **extra), repeats)
+    diff = float((onnx(**inputs).logits - reference).abs().max())
+    ort_ms = _median_ms(lambda: onnx(**inputs), repeats)
+    report = {"onnx": str(out_dir / "model.onnx"), "task": task, "inputs": len(texts),
+              "sequence_length": int(enc["input_ids"].shape[1]), "max_abs_logit_diff": diff, "bound": MAX_ABS_DIFF,
+              "torch_ms": torch_ms, "onnxruntime_ms": ort_ms, "speedup": torch_ms / ort_ms if ort_ms else None}
+    if task == "causal_lm":
+        report.update(_second_step_parity(model, onnx, enc))
+        report["max_abs_logit_diff"] = max(diff, report["max_abs_logit_diff_step2"])
     (tmp / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = ToolParser(prog="python -m ftlab.onnx_export", description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a job directory (uses its model/) or an exported model directory")
-    parser.add_argument("--input", help="texts for the parity check (.txt/.csv/.json/.jsonl/.parquet; default: "
-                                        "built-in sentences)")
-    parser.add_argument("--text-column", default="text", help="the text column of a table --input")
-    parser.add_argument("--output", help="output directory (default: <model dir>/../onnx)")
-    args = parser.parse_args(argv)
-    try:
-        path = check_exportable(args.model)
-        texts = read_texts(args.input, args.text_column) if args.input else None
-        out = check_out_dir(args.output) if args.output else check_out_dir(path.parent / "onnx", "output directory")
-        report = export_onnx(path, out, texts)
-    except (FtlabError, OnnxUnavailable, ParityError) as err:
-        sys.exit(f"ftlab.onnx_export: {' '.join(str(err).split())}")
-    print(json.dumps(report, indent=2))
-    return 0
+def _second_step_parity(model, onnx: OnnxModel, enc) -> dict:
+    """A second generation step (each row's greedy next token) fed the past the first step returned, in both
+    runtimes: the past key values leave and re-enter the graph correctly."""
+    import torch
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    mask = enc["attention_mask"]
+    with torch.inference_mode():
+        first = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=position_ids(mask), use_cache=True)
+        last = mask.sum(1) - 1
+        next_ids = first.logits[torch.arange(len(last)), last].argmax(-1, keepdim=True)
+        mask2 = torch.cat([mask, torch.ones_like(next_ids)], dim=1)
+        second = model(input_ids=next_ids, attention_mask=mask2, position_ids=position_ids(mask2, mask.shape[1]),
+                       cache=first.cache, use_cache=True).logits
+    _, present = onnx.step(enc["input_ids"], mask)
+    logits2, _ = onnx.step(next_ids, mask2, present)
+    return {"max_abs_logit_diff_step2": float((torch.from_numpy(logits2) - second).abs().max()),
+            "past_layers": len(present) // 2}

@@ -1,4 +1,5 @@
-"""The sweep report's figures: the test metric by strategy and learning rate, against trainable % and train time."""
+"""The sweep report's figures: the test metric by strategy and learning rate, against trainable %, train time and
+forgetting (retention)."""
 
 from __future__ import annotations
 
@@ -134,6 +135,51 @@ def _save_panels(fig, handles, ncol: int, path: Path) -> Path:
 
     fig.legend(handles=handles, loc="upper center", ncol=ncol, frameon=False, bbox_to_anchor=(0.5, 1.02))
     fig.tight_layout(rect=(0, 0, 1, 0.88))
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+    return path
+
+
+# The forgetting axis of the retention plot: the retention metric, how to turn it into "more is worse", the label.
+FORGETTING_AXES = {
+    "retention/ppl_change": (lambda v: 100 * v, "perplexity change on held-out general text (%)\n"
+                                                "(retention.source; 0 = as untuned, > 0 = forgotten, < 0 = improved)"),
+    "retention/cka": (lambda v: 1 - v, "representation drift on held-out general text (1 − debiased linear CKA)\n"
+                                       "(retention.source; 0 = unchanged up to rotation and scale)"),
+}
+
+
+def retention_plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> Path | None:
+    """One PNG when jobs measured retention: the test metric against what fine-tuning forgot of held-out general text
+    (causal LM: change of its perplexity; encoders: 1 - CKA to the untuned representations); a colour and marker
+    per strategy, a point per job (seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ftlab.sweeps.decision import lower_is_better
+
+    done = [r for r in rows if r["status"] == "completed" and isinstance(r.get(metric), (int, float))]
+    key = next((k for k in FORGETTING_AXES if any(isinstance(r.get(k), (int, float)) for r in done)), None)
+    if key is None:
+        return None
+    forgetting, x_label = FORGETTING_AXES[key]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.axvline(0, color="0.6", lw=1, ls="--", zorder=0)
+    for i, s in enumerate(sorted({str(r["strategy_name"]) for r in done})):
+        pts = [(forgetting(r[key]), r[metric]) for r in done
+               if str(r["strategy_name"]) == s and isinstance(r.get(key), (int, float))]
+        if not pts:  # this strategy's jobs ran without retention
+            continue
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=40, color=plt.cm.tab10(i % 10), marker="osD^vPX*"[i % 8],
+                   label=f"{s} ({len(pts)} run{'s' if len(pts) > 1 else ''})")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(f"{metric} ({'lower' if lower_is_better(metric) else 'higher'} is better)")
+    ax.set_title(f"{metric} vs forgetting, per strategy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    path = sweep_dir / "plot_metric_vs_forgetting.png"
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=150, bbox_inches="tight"))
     plt.close(fig)
     return path

@@ -22,22 +22,31 @@ from ftlab.checks import FtlabError, ToolParser, at_least, memory_mib
 from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import configurations, decision_section, recommend
 from ftlab.sweeps.budget import curves, leaders
-from ftlab.sweeps.plots import budget_plot, pareto_plot, plot
+from ftlab.deploy.variants import int8_warnings
+from ftlab.sweeps.plots import budget_plot, pareto_plot, plot, retention_plot
+from ftlab.sweeps.search import search_section
 from ftlab.sweeps.sweep_dir import atomic_write, by_configuration, check_sweep_dir, collect, collect_many
 
 log = logging.getLogger(__name__)
 
 TEST_ORDER = ("test/acc", "test/f1", "test/precision", "test/recall", "test/loss", "test/ppl")
 COST_COLUMNS = ("trainable_pct", "train_time_s", "samples_per_s", "peak_memory_mb")
+# What fine-tuning forgot of held-out general text (retention.source): perplexity change (LM), CKA / cosine (encoders).
+RETENTION_COLUMNS = ("retention/ppl_change", "retention/ppl_before", "retention/ppl_after", "retention/cka",
+                     "retention/cosine")
+# The int8 ONNX model against PyTorch fp32 (export_onnx=true onnx.quantize=int8): drop in points, size, speed-up.
+DEPLOY_COLUMNS = ("deploy/int8_drop", "deploy/int8_size_ratio", "deploy/int8_speedup_b1", "deploy/int8_speedup_b32")
 
 
 def metric_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """best_val, the test metrics the jobs have (then the untuned checkpoint's, if measured), then costs."""
-    present = {k for row in rows for k in row if k.startswith(("test/", "before/test/"))}
+    """best_val, the test metrics the jobs have (then the untuned checkpoint's, if measured), retention, then costs."""
+    present = {k for row in rows for k in row if k.startswith(("test/", "before/test/", "retention/", "deploy/"))}
     tests = [k for k in TEST_ORDER if k in present] + sorted(k for k in present if k.startswith("test/")
                                                              and k not in TEST_ORDER)
     before = [f"before/{k}" for k in tests if f"before/{k}" in present]
-    return ["best_val", *tests, *before, *COST_COLUMNS]
+    retention = [k for k in RETENTION_COLUMNS if k in present]
+    deploy = [k for k in DEPLOY_COLUMNS if k in present]
+    return ["best_val", *tests, *before, *retention, *deploy, *COST_COLUMNS]
 
 
 def aggregate(rows: list[dict[str, Any]], keys: list[str], columns: list[str]) -> list[dict[str, Any]]:
@@ -132,7 +141,8 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
     if metric is None:
         metric = "test/" + (monitor or "val/acc").split("/", 1)[-1]
     monitor = monitor or "val/" + metric.split("/", 1)[-1]
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "failed", "running")}
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "pruned", "failed", "running")}
+    counts = {s: n for s, n in counts.items() if n or s != "pruned"}
 
     fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
     atomic_write(sweep_dir / "summary.csv", lambda p: _write_rows(p, rows, fields))
@@ -142,7 +152,8 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
             f"swept: {', '.join(keys) or '(none)'}.", "",
             *decision_section(configs, metric, recommendation),
-            "## Jobs", "", "best_val is the job's monitored validation metric.", "", markdown_table(rows, columns)]
+            "## Jobs", "", "best_val is the job's monitored validation metric.", "", markdown_table(rows, columns),
+            *int8_warnings(rows)]
     if agg:
         atomic_write(sweep_dir / "summary_seeds.csv", lambda p: _write_rows(p, agg))
         shown = [c for c in metric_cols if f"{c} mean" in agg[0]]
@@ -151,6 +162,7 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
                   for a in agg]
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
     text += per_class_auroc(rows, keys)
+    text += search_section(sweep_dir)
     budget_curves = curves(rows, keys, monitor)
     if budget_curves:
         text += ["", f"## Budget: {monitor} while training", "",
@@ -158,7 +170,7 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
                  "over seeds, at fractions of the largest job's budget; `plot_budget_curves.png` shows the curves.",
                  "", *leaders(budget_curves, monitor), *leaders(budget_curves, monitor, "samples")]
     plots = [p for p in (pareto_plot(configs, metric, sweep_dir), budget_plot(budget_curves, monitor, sweep_dir),
-                         *plot(rows, metric, sweep_dir)) if p]
+                         *plot(rows, metric, sweep_dir), retention_plot(rows, metric, sweep_dir)) if p]
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     result = {"rows": rows, "aggregate": agg, "plots": plots, "dashboard": None}

@@ -7,7 +7,7 @@ trial after the flat space is sampled (``hydra.sweeper.custom_search_space``).
 
 from __future__ import annotations
 
-SEARCH_OPTIONS = ("max_layers",)  # keys under ``search:`` (conf/hparams_search/optuna.yaml)
+SEARCH_OPTIONS = ("max_layers", "storage", "study", "trial")  # keys under ``search:`` (conf/hparams_search/optuna.yaml)
 
 
 def partial_layers(cfg, trial) -> None:

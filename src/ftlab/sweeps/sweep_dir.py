@@ -45,7 +45,7 @@ def _is_sweep(path: Path) -> bool:
 
 
 def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per job directory: swept values, status (completed / failed / running), metrics."""
+    """One row per job directory: swept values, status (completed / pruned / failed / running), metrics."""
     keys = swept_keys(sweep_dir)
     rows = []
     for job in job_dirs(sweep_dir):
@@ -69,9 +69,15 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                        train_time_s=metrics.get("train_time_s"), samples_per_s=metrics.get("train_samples_per_s"),
                        peak_memory_mb=metrics.get("peak_memory_mb"))
             row.update({k: v for k, v in metrics.items()
-                        if k.startswith(("test/", "before/test/")) and isinstance(v, (int, float))})
+                        if k.startswith(("test/", "before/test/", "retention/", "deploy/"))  # deploy/: int8 vs fp32
+                        and isinstance(v, (int, float))})
             if isinstance(metrics.get("test/auroc_per_class"), dict):
                 row["auroc_per_class"] = metrics["test/auroc_per_class"]
+        elif (job / "pruned.json").exists():  # a search trial stopped by its pruner: no test result
+            pruned = json.loads((job / "pruned.json").read_text())
+            monitor = config.get("monitor", "val/acc")
+            row.update(status="pruned", reason=f"pruned at step {pruned.get('step')} ({monitor}="
+                                               f"{pruned.get(monitor)})", train_time_s=pruned.get("train_time_s"))
         elif (job / "failure.json").exists():
             failure = json.loads((job / "failure.json").read_text())
             row.update(status="failed", reason=failure.get("reason", ""))

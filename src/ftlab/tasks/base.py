@@ -8,11 +8,12 @@ path that asks the job's task object. A new task is one file with a ``Task`` sub
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ftlab.checks import Checker
+from ftlab.tasks.readers import IGNORE_INDEX
 
 
 class Task:
@@ -71,6 +72,12 @@ class Task:
         """What a batch's mean loss averages over (examples or tokens), for exact epoch means."""
         return len(labels)
 
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The mean loss the model's head computes from its logits (cross-entropy over the labelled positions), for
+        a forward pass that returns logits only (an ONNX Runtime session)."""
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                                 ignore_index=IGNORE_INDEX)
+
     def derived_metrics(self, prefix: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Scalars computed from an epoch's metrics, e.g. perplexity from the loss."""
         return {}
@@ -93,14 +100,32 @@ class Task:
     # -- prediction ----------------------------------------------------------------------------------------
     def predict(self, path: Path, texts: list[str], *, batch_size: int, max_length: int, max_new_tokens: int,
                 progress: bool) -> Iterator[dict]:
-        """One prediction per text, in input order, through ``transformers.pipeline``."""
+        """One prediction per text, in input order, in batches of ``batch_size``."""
         from tqdm.auto import tqdm
+
+        run = self.predictor(path, max_length=max_length, max_new_tokens=max_new_tokens)
+        for start in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="predicting", unit="batch"):
+            yield from run(texts[start:start + batch_size])
+
+    def predictor(self, path: Path, *, max_length: int, max_new_tokens: int,
+                  forward=None) -> Callable[[list[str]], list[dict]]:
+        """Load the model once (no remote code); the returned function predicts one batch of texts. ``predict`` and
+        the server (``ftlab.serving``) both use it, so their outputs are the same.
+
+        ``forward``: what runs the model's forward pass instead of PyTorch (an ONNX Runtime session,
+        ``ftlab.deploy.runners.OnnxModel``); tokenisation and reading the outputs stay the model's own. Here:
+        ``transformers.pipeline``, one pipeline batch per call."""
         from transformers import pipeline
 
+        from ftlab.deploy.runners import swap_forward
+
         pipe = pipeline(self.pipeline_tag, model=str(path), trust_remote_code=False, **self.pipeline_kwargs)
-        results = pipe((t for t in texts), batch_size=batch_size, **self.generation_kwargs(max_new_tokens))
-        for result in tqdm(results, total=len(texts), disable=not progress, desc="predicting", unit="text"):
-            yield self.read_output(result)
+        # The pipelines truncate (where they do) at the tokenizer's model_max_length: make that max_length at most.
+        pipe.tokenizer.model_max_length = min(pipe.tokenizer.model_max_length or max_length, max_length)
+        if forward is not None:
+            swap_forward(pipe.model, forward)
+        kwargs = self.generation_kwargs(max_new_tokens)
+        return lambda texts: [self.read_output(r) for r in pipe(list(texts), batch_size=len(texts), **kwargs)]
 
     def generation_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
         """Extra arguments of the pipeline call."""

@@ -159,21 +159,26 @@ class TextClassification(Task):
     def card_details(self, metrics: dict[str, Any]) -> str:
         return "Test confusion matrix:\n\n" + _confusion_table(metrics["test/confusion_matrix"])
 
-    def predict(self, path, texts, *, batch_size, max_length, max_new_tokens, progress):
+    def predictor(self, path, *, max_length, max_new_tokens, forward=None):
         """``{"label", "score", "probs"}`` per text, label names from the model's config."""
         import torch
-        from tqdm.auto import tqdm
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from ftlab.deploy.runners import swap_forward
 
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False).eval()
+        if forward is not None:
+            swap_forward(model, forward)
         names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="predicting",
-                              unit="batch"):
-                batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                  max_length=max_length, return_tensors="pt")
+
+        def run(texts: list[str]) -> list[dict]:
+            batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            with torch.inference_mode():
                 probs = model(**batch).logits.softmax(-1)
-                for row in probs.tolist():
-                    best = max(range(len(row)), key=row.__getitem__)
-                    yield {"label": names[best], "score": row[best], "probs": dict(zip(names, row))}
+            out = []
+            for row in probs.tolist():
+                best = max(range(len(row)), key=row.__getitem__)
+                out.append({"label": names[best], "score": row[best], "probs": dict(zip(names, row))})
+            return out
+        return run

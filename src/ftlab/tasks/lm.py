@@ -163,6 +163,10 @@ class CausalLM(Task):
         """Number of tokens the shifted causal-LM loss averages over (labels after the first position, not -100)."""
         return (labels[:, 1:] != IGNORE_INDEX).sum()
 
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy: position t predicts label t + 1 (the shift the model's own loss makes)."""
+        return super().logits_loss(logits[:, :-1], labels[:, 1:])
+
     def derived_metrics(self, prefix: str, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``<prefix>/ppl`` = exp of the token-weighted loss."""
         return {f"{prefix}/ppl": torch.exp(values[f"{prefix}/loss"])}

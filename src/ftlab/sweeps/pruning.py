@@ -1,0 +1,94 @@
+"""A search trial's side of pruning: report each validation point to the study, stop when the pruner says so.
+
+The search (``ftlab.sweeps.search``) launches every trial with ``search.storage``, ``search.study`` and
+``search.trial``; the job reads its pruner from the study (the search stores its spec there), reports ``monitor`` at
+each validation (``curve_points`` of them per job by default) with the global step, and stops training when the trial
+falls behind. A pruned job writes ``pruned.json`` (where it stopped and why), never ``metrics.json``: it has no test
+result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from ftlab.checks import Checker
+
+log = logging.getLogger(__name__)
+
+PRUNED_FILE = "pruned.json"
+TRIAL_KEYS = ("storage", "study", "trial")
+
+
+def check_trial(c: Checker) -> None:
+    """``search.storage``, ``search.study`` and ``search.trial`` come together (the search sets all three)."""
+    given = [k for k in TRIAL_KEYS if c.get(f"search.{k}") is not None]
+    if given and len(given) != len(TRIAL_KEYS):
+        missing = [f"search.{k}" for k in TRIAL_KEYS if k not in given]
+        c.fail(f"search.{given[0]}", f"a search trial needs search.storage, search.study and search.trial together; "
+                                     f"missing: {', '.join(missing)}")
+    trial = c.get("search.trial")
+    if trial is not None and (not isinstance(trial, int) or isinstance(trial, bool) or trial < 0):
+        c.fail("search.trial", "must be the trial's number (an integer >= 0)")
+
+
+class TrialPruning(L.Callback):
+    """Reports ``monitor`` to the Optuna trial after every validation and stops the fit when the trial is pruned."""
+
+    def __init__(self, storage: str, study: str, trial: int, monitor: str):
+        self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
+        self.trial = None
+        self.pruned_at: dict[str, Any] | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or not trainer.is_global_zero or self.trial is not None:
+            return
+        import optuna
+        from hydra.utils import instantiate
+
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+        if len(study.directions) > 1:
+            return  # Optuna keeps no intermediate values for several objectives (and prunes none)
+        spec = study.user_attrs.get("pruner")
+        study.pruner = instantiate(spec) if spec else optuna.pruners.NopPruner()
+        frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == self.number), None)
+        if frozen is None:
+            raise ValueError(f"search.trial={self.number}: study {self.study_name!r} in {self.storage} has no such "
+                             f"trial")
+        self.trial = optuna.trial.Trial(study, frozen._trial_id)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or self.pruned_at is not None:
+            return  # the validation points of fit only (not the final trainer.validate of the best checkpoint)
+        prune, value = False, None
+        if trainer.is_global_zero and self.trial is not None:
+            value = trainer.callback_metrics.get(self.monitor)
+            if value is not None:
+                value = float(value)
+                self.trial.report(value, trainer.global_step)
+                prune = self.trial.should_prune()
+        # Every rank stops together (the decision is rank 0's, from the study).
+        if trainer.strategy.broadcast(prune, src=0):
+            self.pruned_at = {"step": trainer.global_step, self.monitor: value}
+            trainer.should_stop = True
+            log.info("trial %d pruned at step %d (%s=%s)", self.number, trainer.global_step, self.monitor, value)
+
+
+def trial_pruning(cfg) -> TrialPruning | None:
+    """The pruning callback of a search trial (``search.trial`` set), else None."""
+    search = cfg.get("search") or {}
+    if search.get("trial") is None:
+        return None
+    return TrialPruning(str(search.storage), str(search.study), int(search.trial), str(cfg.monitor))
+
+
+def write_pruned(out_dir: Path, pruning: TrialPruning, train_time_s: float) -> dict[str, Any]:
+    """``pruned.json``: the step and validation value the trial was pruned at and the seconds it trained."""
+    record = {"search/pruned": True, "trial": pruning.number, **(pruning.pruned_at or {}),
+              "train_time_s": train_time_s}
+    (out_dir / PRUNED_FILE).write_text(json.dumps(record, indent=2))
+    return record

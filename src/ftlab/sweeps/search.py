@@ -1,0 +1,270 @@
+"""A resumable, budget-aware Optuna search behind Hydra's sweeper interface (``hparams_search=optuna``).
+
+The study lives in a persistent storage (by default ``study.db`` in the sweep directory), so running the same command
+again continues it: finished trials are kept and counted, a trial that an interruption left running is re-run with
+the same parameters. Each trial is one Hydra job; the job reports its validation points to the study and stops when
+the pruner says so (``ftlab.sweeps.pruning``). With several objectives (quality and cost) the search returns the
+Pareto front. Everything the search decided is written to ``search.json`` in the sweep directory for the report.
+
+Optuna itself is used directly: hydra-optuna-sweeper pins Optuna 2, whose SQL storage breaks on SQLAlchemy 2, and it
+has no pruning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.checks import ConfigError
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("minimize", "maximize")
+STUDY_FILE = "study.db"
+RESULTS_FILE = "search.json"
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+def check_settings(objectives: Sequence[str], directions: Sequence[str], pruner: Any, n_trials: Any, n_jobs: Any,
+                   monitor: str, budget_s: Any) -> None:
+    """Refuse a search that cannot run as asked, naming each bad ``hydra.sweeper`` key, before any trial starts."""
+    problems = []
+    if not objectives or len(objectives) != len(directions):
+        problems.append(f"hydra.sweeper.objectives={list(objectives)} / directions={list(directions)}: give one "
+                        f"direction per objective")
+    for d in directions:
+        if d not in DIRECTIONS:
+            problems.append(f"hydra.sweeper.directions: {d!r} is not a direction; valid: {', '.join(DIRECTIONS)}")
+    if pruner is not None and len(objectives) > 1:
+        problems.append("hydra.sweeper.pruner: Optuna prunes single-objective studies only; set "
+                        "hydra.sweeper.pruner=null for a multi-objective search")
+    if pruner is not None and objectives and objectives[0] != monitor:
+        problems.append(f"hydra.sweeper.objectives={list(objectives)}: the pruner judges the validation points of "
+                        f"monitor={monitor}, so the objective must be {monitor}")
+    for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            problems.append(f"hydra.sweeper.{key}={value!r}: must be a positive integer")
+    if budget_s is not None and not (isinstance(budget_s, (int, float)) and budget_s > 0):
+        problems.append(f"hydra.sweeper.budget_s={budget_s!r}: must be a positive number of seconds (or null)")
+    if problems:
+        raise ConfigError(problems)
+
+
+def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
+    """The study's storage URL with an absolute path, so every job (also on another node) finds the same file."""
+    if storage is None:
+        return f"sqlite:///{(Path(sweep_dir) / STUDY_FILE).absolute()}"
+    prefix = "sqlite:///"
+    if storage.startswith(prefix) and not storage[len(prefix):].startswith("/"):
+        return prefix + str(Path(storage[len(prefix):]).absolute())
+    return storage
+
+
+def search_space(params: dict[str, Any], arguments: list[str]) -> tuple[dict[str, Override], list[str]]:
+    """The searched keys (``choice``, ``range``, ``interval``, comma lists; from ``params`` and the command line, the
+    command line winning) and the fixed overrides passed to every trial unchanged."""
+    parser = OverridesParser.create()
+    space: dict[str, Override] = {}
+    fixed: list[str] = []
+    from_config = [f"{key}={value}" for key, value in (params or {}).items()]
+    for override in parser.parse_overrides(from_config + list(arguments)):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            space[key] = override
+        else:
+            space.pop(key, None)
+            fixed.append(override.input_line)
+    return space, fixed
+
+
+def suggest(trial, key: str, override: Override) -> Any:
+    """Sample ``key`` from its Hydra sweep expression with the trial's sampler."""
+    sweep = override.value()
+    log_scale = "log" in sweep.tags
+    if isinstance(sweep, IntervalSweep):
+        if "int" in sweep.tags:
+            return trial.suggest_int(key, int(sweep.start), int(sweep.end), log=log_scale)
+        return trial.suggest_float(key, float(sweep.start), float(sweep.end), log=log_scale)
+    if isinstance(sweep, RangeSweep) and all(isinstance(v, int) for v in (sweep.start, sweep.stop, sweep.step)):
+        last = sweep.stop - 1 - (sweep.stop - 1 - sweep.start) % sweep.step
+        return trial.suggest_int(key, sweep.start, last, step=sweep.step, log=log_scale)
+    if isinstance(sweep, (ChoiceSweep, RangeSweep)):
+        return trial.suggest_categorical(key, list(override.sweep_iterator()))
+    raise ConfigError([f"{key}={override.input_line}: not a sweep the search can sample; use choice(...), "
+                       f"range(...), interval(...) or a comma list"])
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}"
+
+
+def finished_trials(study) -> list:
+    """Trials that count towards ``n_trials``: completed, pruned, or failed by their own job (not by an interruption)."""
+    interrupted = set(study.user_attrs.get("interrupted", []))
+    return [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and t.number not in interrupted]
+
+
+def spent_seconds(study) -> float:
+    """Training seconds the finished trials spent, pruned ones included (what the budget counts)."""
+    return sum(t.user_attrs.get("train_time_s", 0.0) for t in finished_trials(study))
+
+
+def requeue_interrupted(study) -> int:
+    """Trials an interrupted search left running: marked failed-by-interruption and queued again with the same
+    parameters (their job directories keep the partial run; the new trial starts afresh)."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if stale:
+        study.set_user_attr("interrupted", [*study.user_attrs.get("interrupted", []), *(t.number for t in stale)])
+    for trial in stale:
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, skip_if_exists=False)
+    return len(stale)
+
+
+def record_result(study, trial, ret, objectives: Sequence[str]) -> None:
+    """Tell the study how a trial's job ended: its objective values, pruned (with the time it used), or failed."""
+    from optuna.trial import TrialState
+
+    try:
+        metrics = ret.return_value or {}  # re-raises the job's exception if it failed
+    except Exception as err:  # one failed trial must not stop the search: the study records it
+        log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    trial.set_user_attr("train_time_s", float(metrics.get("train_time_s") or 0.0))
+    if metrics.get("search/pruned"):
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    missing = [name for name in objectives if not isinstance(metrics.get(name), (int, float))]
+    if missing:
+        numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        raise ConfigError([f"hydra.sweeper.objectives: {', '.join(missing)} is not in the job's metrics; valid: "
+                           f"{', '.join(numeric)}"])
+    values = [float(metrics[name]) for name in objectives]
+    if not all(math.isfinite(v) for v in values):
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    study.tell(trial, values)
+
+
+def write_results(study, sweep_dir: Path, objectives: Sequence[str], directions: Sequence[str]) -> dict[str, Any]:
+    """``search.json``: every trial (state, parameters, values, training seconds) and the best trial or, with several
+    objectives, the Pareto front, for the report and for a reader of the sweep directory."""
+    from ftlab.sweeps.sweep_dir import atomic_write
+
+    interrupted = set(study.user_attrs.get("interrupted", []))
+    trials = [{"number": t.number, "state": t.state.name, "params": t.params, "values": t.values,
+               "train_time_s": t.user_attrs.get("train_time_s"), "interrupted": t.number in interrupted,
+               "last_step": t.last_step, "intermediate": {str(k): v for k, v in t.intermediate_values.items()}}
+              for t in study.get_trials(deepcopy=False)]
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    front = sorted(t.number for t in study.best_trials) if complete else []
+    results = {"study": study.study_name, "objectives": list(objectives), "directions": list(directions),
+               "front": front, "spent_s": spent_seconds(study), "trials": trials}
+    atomic_write(sweep_dir / RESULTS_FILE, lambda p: p.write_text(json.dumps(results, indent=2)))
+    return results
+
+
+class Search:
+    """The search loop (Hydra's ``Sweeper`` in ``hydra_plugins.ftlab_search`` delegates to it)."""
+
+    def __init__(self, study_name: str, storage: str | None, n_trials: int, n_jobs: int, objectives: list[str],
+                 directions: list[str], sampler: Any, pruner: Any, params: dict | None,
+                 custom_search_space: str | None, budget_s: float | None):
+        self.settings = dict(study_name=study_name, storage=storage, n_trials=n_trials, n_jobs=n_jobs,
+                             objectives=list(objectives), directions=list(directions), sampler=sampler,
+                             pruner=pruner, params=params, custom_search_space=custom_search_space, budget_s=budget_s)
+
+    def run(self, config: DictConfig, launcher, arguments: list[str]) -> dict[str, Any]:
+        """Ask, launch and tell until ``n_trials`` trials have finished (or the budget is spent); returns the
+        results also written to ``search.json``."""
+        import optuna
+
+        s = self.settings
+        check_settings(s["objectives"], s["directions"], s["pruner"], s["n_trials"], s["n_jobs"],
+                       str(config.get("monitor")), s["budget_s"])
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        url = storage_url(s["storage"], sweep_dir)
+        pruner_spec = OmegaConf.to_container(s["pruner"], resolve=True) if s["pruner"] is not None else None
+        study = optuna.create_study(
+            storage=url, study_name=s["study_name"], load_if_exists=True, directions=s["directions"],
+            sampler=instantiate(s["sampler"]) if s["sampler"] is not None else None,
+            pruner=instantiate(pruner_spec) if pruner_spec else optuna.pruners.NopPruner())
+        stored = [d.name.lower() for d in study.directions]
+        if stored != list(s["directions"]):
+            raise ConfigError([f"hydra.sweeper.directions={list(s['directions'])}: study {s['study_name']!r} in "
+                               f"{url} was created with {stored}; use another hydra.sweeper.study_name"])
+        study.set_user_attr("pruner", pruner_spec)  # the trials' jobs build the same pruner from it
+        if requeued := requeue_interrupted(study):
+            log.info("continuing study %s: %d interrupted trial(s) queued again", s["study_name"], requeued)
+        space, fixed = search_space(s["params"], arguments)
+        custom = get_method(s["custom_search_space"]) if s["custom_search_space"] else None
+        while (left := s["n_trials"] - len(finished_trials(study))) > 0:
+            if s["budget_s"] is not None and spent_seconds(study) >= s["budget_s"]:
+                log.info("search budget of %.0f s spent; stopping with %d trial(s) left", s["budget_s"], left)
+                break
+            trials = [study.ask() for _ in range(min(left, s["n_jobs"]))]
+            batch = []
+            for trial in trials:
+                overrides = [_override(key, suggest(trial, key, o)) for key, o in space.items()]
+                if custom is not None:
+                    before = set(trial.params)
+                    custom(config, trial)
+                    overrides += [_override(k, v) for k, v in trial.params.items() if k not in before]
+                batch.append([*fixed, *overrides, f"search.storage='{url}'", f"search.study={s['study_name']}",
+                              f"search.trial={trial.number}"])
+            # Job directories are named by trial number, stable across continued runs.
+            numbers = [t.number for t in trials]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+            returns = launcher.launch(batch, initial_job_idx=numbers[0])
+            for trial, ret in zip(trials, returns):
+                record_result(study, trial, ret, s["objectives"])
+            write_results(study, sweep_dir, s["objectives"], s["directions"])
+        results = write_results(study, sweep_dir, s["objectives"], s["directions"])
+        ended = [t.state.name for t in finished_trials(study)]
+        if ended and "COMPLETE" not in ended and "PRUNED" not in ended:
+            raise RuntimeError(f"all {len(ended)} trials of study {s['study_name']!r} failed; their job directories in "
+                               f"{sweep_dir} hold failure.json and run.log")
+        return results
+
+
+def search_section(sweep_dir: Path) -> list[str]:
+    """The report's lines on a search (from ``search.json``): what it optimised, how its trials ended, and the best
+    trial or the Pareto front of its objectives; no lines for a sweep that was not a search."""
+    path = Path(sweep_dir) / RESULTS_FILE
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())
+    objectives = [f"{o} ({d})" for o, d in zip(results["objectives"], results["directions"])]
+    states = [t["state"] for t in results["trials"] if not t["interrupted"]]
+    ended = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL") if s in states)
+    interrupted = [t["number"] for t in results["trials"] if t["interrupted"]]
+    lines = ["", f"## Search: Optuna study `{results['study']}`", "",
+             f"Objectives: {', '.join(objectives)}. {len(states)} trials ({ended or 'none finished'}); "
+             f"{results['spent_s']:.0f} s of training spent, pruned trials included."
+             + (f" Interrupted and run again: trial(s) {', '.join(map(str, interrupted))}." if interrupted else ""),
+             "", "Pareto front (no other trial is better in every objective):" if len(objectives) > 1
+             else "Best trial:", ""]
+    front = [t for t in results["trials"] if t["number"] in results["front"]]
+    params = sorted({k for t in front for k in t["params"]})
+    header = ["trial (job dir)", *params, *results["objectives"]]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in front:
+        cells = [str(t["number"]), *(_cell(t["params"].get(k)) for k in params), *(_cell(v) for v in t["values"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
