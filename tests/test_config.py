@@ -44,6 +44,23 @@ def test_slurm_launcher_composes_and_follows_the_trainer(tmp_path):
     assert launcher["tasks_per_node"] == 2 and launcher["nodes"] == 1 and launcher["signal_delay_s"] == 120
 
 
+def test_gpu_cluster_launcher_spans_nodes_with_one_task_per_gpu(tmp_path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", return_hydra_config=True,
+                            overrides=["hydra/launcher=slurm_gpu", "trainer=ddp", "trainer.devices=4",
+                                       "trainer.num_nodes=2", "hydra.launcher.account=proj",
+                                       "hydra.launcher.constraint=a100", f"output_dir={tmp_path}"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert {k: launcher[k] for k in ("nodes", "tasks_per_node", "gpus_per_node", "partition", "account", "constraint",
+                                     "timeout_min", "mem_gb", "signal_delay_s")} == {
+        "nodes": 2, "tasks_per_node": 4, "gpus_per_node": 4, "partition": "gpu", "account": "proj",
+        "constraint": "a100", "timeout_min": 1440, "mem_gb": 200, "signal_delay_s": 120}
+
+
 def test_default_config_is_valid():
     validate_config(compose(["output_dir=/tmp/unused"]))
 
