@@ -207,7 +207,10 @@ class Search:
                               f"search.trial={trial.number}"])
             # Job directories are named by trial number, stable across continued runs.
             numbers = [t.number for t in trials]
-            assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+            if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+                raise RuntimeError(f"study {s['study_name']!r} got trials {numbers} from one ask: another search is "
+                                   f"asking the same study; run one search per study (hydra.sweeper.n_jobs runs "
+                                   f"trials in parallel)")
             returns = launcher.launch(batch, initial_job_idx=numbers[0])
             for trial, ret in zip(trials, returns):
                 record_result(study, trial, ret, s["objectives"])
