@@ -29,6 +29,8 @@ import urllib.request
 
 from common import median, table
 
+from ftlab.deploy.variants import quantile
+
 BACKENDS = {"torch": [], "onnx": ["--onnx"], "onnx-int8": ["--onnx-int8"]}
 
 
@@ -94,13 +96,6 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def quantile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    pos = q * (len(values) - 1)
-    low = int(pos)
-    return values[low] + (values[min(low + 1, len(values) - 1)] - values[low]) * (pos - low)
 
 
 def load(server: Server, texts: list[str], concurrency: int, total: int) -> dict:

@@ -26,9 +26,7 @@ def ner_job(tmp_path_factory):
     out = root / "job"
     cfg = compose(ner_overrides(make_tiny_ner_bert(root / "bert"), make_tiny_conll(root / "ner.conll"), out,
                                 "eval_before=false", *INT8))
-    metrics = train(cfg)
-    _save_config(cfg, out)
-    return out, metrics
+    return _trained(cfg, out)
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +35,16 @@ def lm_job(tmp_path_factory):
     out = root / "job"
     cfg = compose(lm_overrides(make_tiny_llama(root / "llama"), make_tiny_text(root / "text.jsonl"), out,
                                "eval_before=false", *INT8))
+    return _trained(cfg, out)
+
+
+def _trained(cfg, out):
+    """Train the job, then save what Hydra saves in a job directory (the command line rebuilds the test split from
+    it); the job directory and its metrics."""
     metrics = train(cfg)
-    _save_config(cfg, out)
-    return out, metrics
-
-
-def _save_config(cfg, out):
-    """What Hydra saves in a job directory: the command line rebuilds the test split from it."""
     (out / ".hydra").mkdir()
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+    return out, metrics
 
 
 def _variants(metrics):

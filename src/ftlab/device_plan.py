@@ -119,7 +119,7 @@ def device_section(cfg, plan: dict[str, Any]) -> tuple[dict[str, Any], str]:
     from omegaconf import OmegaConf
 
     from ftlab.checks import memory_mib
-    from ftlab.plan import build_plan, planned_model
+    from ftlab.plan import job_plan, planned_model
     from ftlab.strategies import StrategyError, strategy_label
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -139,9 +139,7 @@ def device_section(cfg, plan: dict[str, Any]) -> tuple[dict[str, Any], str]:
                                              precision)
         except StrategyError:  # e.g. partial on a model whose blocks cannot be found
             continue
-        plans[label] = build_plan(model, selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                                  precision=precision, optimizer=plan["assumptions"]["optimizer"],
-                                  checkpointing=plan["assumptions"]["gradient_checkpointing"])
+        plans[label] = job_plan(cfg, model, selection)
     rows = fits_table(plans, devices, device_bytes, precision)
     mine = per_device(plan, devices, sharding, precision)
     section = {"devices": devices, "layout": sharding, "device_memory_bytes": device_bytes,

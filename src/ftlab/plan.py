@@ -150,6 +150,14 @@ def planned_model(model_cfg: dict[str, Any], task: str, strategy: dict[str, Any]
         return apply_strategy(model, strategy)
 
 
+def job_plan(cfg, model: nn.Module, selection: Selection) -> dict[str, Any]:
+    """``build_plan`` with a job's settings: batch size, sequence length, precision, optimizer, checkpointing."""
+    return build_plan(model, selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
+                      precision=cfg.trainer.get("precision", "32-true"),
+                      optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
+                      checkpointing=bool(cfg.model.get("gradient_checkpointing")))
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 

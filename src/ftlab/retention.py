@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
-from ftlab.tasks.lm import TEXT_SUFFIXES, PadCollator
+from ftlab.tasks.lm import TEXT_SUFFIXES, PadCollator, document_ids
 from ftlab.tasks.readers import IGNORE_INDEX, TABULAR_SUFFIXES, read_table, read_text
 
 log = logging.getLogger(__name__)
@@ -147,9 +147,8 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = True) -> float
 def lm_batches(tokenizer, texts: list[str], max_length: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
     """Each passage tokenised as the LM task tokenises a document (no BOS, EOS appended), cut to ``max_length``, and
     right-padded in batches of similar lengths (labels -100 on padding)."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     # Sorted by length: far less padding to compute, and the token-weighted sum does not depend on the order.
-    rows = sorted(((tokenizer(t, add_special_tokens=False)["input_ids"] + eos)[:max_length] for t in texts), key=len)
+    rows = sorted((document_ids(tokenizer, t)[:max_length] for t in texts), key=len)
     collate = PadCollator(tokenizer.pad_token_id)
     return [collate([{"input_ids": r, "attention_mask": [1] * len(r), "labels": r} for r in rows[i:i + batch_size]])
             for i in range(0, len(rows), batch_size)]

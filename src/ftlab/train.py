@@ -24,7 +24,7 @@ from ftlab.model_files import config_only
 from ftlab.models import load_tokenizer
 from ftlab.module import FineTuneModule
 from ftlab.optimization import learning_rate
-from ftlab.plan import build_plan, format_plan, planned_model, write_plan
+from ftlab.plan import format_plan, job_plan, planned_model, write_plan
 from ftlab.prefix_cache import build_prefix_cache
 from ftlab.retention import describe as describe_retention, retention_callbacks, retention_metrics
 from ftlab.runtime.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     precision = str(cfg.trainer.get("precision", "32-true"))
     if cfg.get("plan_only") and config_only(_plain(cfg.model)):  # too big for here: planned from config.json alone
-        plan = _plan(cfg, *planned_model(_plain(cfg.model), cfg.task, _plain(cfg.strategy), precision))
+        plan = job_plan(cfg, *planned_model(_plain(cfg.model), cfg.task, _plain(cfg.strategy), precision))
         return {"plan": _publish_plan(cfg, plan, out_dir)}
 
     tokenizer = load_tokenizer(_plain(cfg.model), cfg.task)
@@ -70,7 +70,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task,
         layer_decay=cfg.layer_decay, tokenizer=tokenizer)
-    plan = _plan(cfg, module.model, module.selection)
+    plan = job_plan(cfg, module.model, module.selection)
     if cfg.get("cache_frozen"):
         module.prefix_cache, plan["frozen_prefix_cache"] = build_prefix_cache(cfg, datamodule, module.model)
     _publish_plan(cfg, plan, out_dir)
@@ -84,13 +84,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         with job_scoped_distributed():
             return _run(cfg, datamodule, module, plan, out_dir)
     return _run(cfg, datamodule, module, plan, out_dir)
-
-
-def _plan(cfg: DictConfig, model, selection) -> dict[str, Any]:
-    return build_plan(model, selection, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                      precision=cfg.trainer.get("precision", "32-true"),
-                      optimizer=cfg.optimizer._target_.rsplit(".", 1)[-1],
-                      checkpointing=bool(cfg.model.get("gradient_checkpointing")))
 
 
 def _publish_plan(cfg: DictConfig, plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:

@@ -68,12 +68,13 @@ def latency(models: dict[str, Any], rows: list[dict], collate) -> dict[str, dict
                         model(**batch)
                         if i:
                             times[name][size].append((time.perf_counter() - start) * 1000)
-    return {name: {f"batch_{size}": {"p50": _quantile(sorted(t), 0.5), "p95": _quantile(sorted(t), 0.95)}
+    return {name: {f"batch_{size}": {"p50": quantile(t, 0.5), "p95": quantile(t, 0.95)}
                    for size, t in per_size.items()} for name, per_size in times.items()}
 
 
-def _quantile(values: list[float], q: float) -> float:
-    """Linear-interpolated quantile of sorted ``values``."""
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolated quantile of ``values`` (also the serving benchmark's)."""
+    values = sorted(values)
     pos = q * (len(values) - 1)
     low = int(pos)
     high = min(low + 1, len(values) - 1)

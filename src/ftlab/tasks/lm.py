@@ -58,14 +58,19 @@ def chunk(ids: list[int], max_length: int) -> list[list[int]]:
     return [ids[i:i + max_length] for i in range(0, len(ids), max_length)]
 
 
+def document_ids(tokenizer, doc: str) -> list[int]:
+    """A plain-text document's token ids as the LM task trains on them: no special tokens, EOS appended."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return tokenizer(doc, add_special_tokens=False)["input_ids"] + eos
+
+
 def tokenize_documents(tokenizer, docs: list[str], max_length: int, packing: bool) -> list[list[int]]:
     """Token blocks for plain-text training. Each document ends with EOS.
 
     ``packing``: documents are concatenated, then cut into ``max_length`` blocks (a block may span documents,
     as in GPT pre-training); otherwise each document is cut separately (more padding, no cross-document context).
     """
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    encoded = [tokenizer(doc, add_special_tokens=False)["input_ids"] + eos for doc in docs]
+    encoded = [document_ids(tokenizer, doc) for doc in docs]
     if packing:
         return chunk([t for ids in encoded for t in ids], max_length)
     return [block for ids in encoded for block in chunk(ids, max_length)]
