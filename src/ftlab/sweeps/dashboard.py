@@ -7,17 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ftlab.sweeps.identity import group_name, run_id
+from ftlab.sweeps.identity import group_name, run_id, saved_yaml
 
 
 def wandb_settings(jobs: list[Path]) -> dict[str, Any] | None:
     """The W&B logger settings of the sweep's jobs (from the first job's saved config), or None if they used none."""
     for job in jobs:
-        path = job / ".hydra" / "config.yaml"
-        if path.is_file():
-            spec = ((yaml.safe_load(path.read_text()) or {}).get("logger") or {}).get("wandb")
+        config = saved_yaml(job / ".hydra" / "config.yaml", {})
+        if config:
+            spec = (config.get("logger") or {}).get("wandb")
             return spec if isinstance(spec, dict) and str(spec.get("_target_", "")).endswith("WandbLogger") else None
     return None
 

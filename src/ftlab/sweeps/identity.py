@@ -10,6 +10,16 @@ from pathlib import Path
 import yaml
 
 
+def saved_yaml(path: Path, default):
+    """A YAML file Hydra saved in a job's ``.hydra/``: its content, or ``default`` when it is missing, empty, cut short
+    or not of ``default``'s type (a job killed while Hydra wrote it must not break the report of the others)."""
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
 def swept_keys(sweep_dir: Path) -> list[str]:
     """Keys the sweep varies (``strategy``, ``lr``, ...), read from the sweep's ``multirun.yaml``.
 
@@ -26,7 +36,7 @@ def swept_keys(sweep_dir: Path) -> list[str]:
         if not jobs:
             return []
         path = jobs[0]
-    hydra_cfg = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
+    hydra_cfg = saved_yaml(path, {}).get("hydra") or {}
     task = hydra_cfg.get("overrides", {}).get("task", []) or []
     overrides = OverridesParser.create().parse_overrides(list(task))
     keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
@@ -40,7 +50,7 @@ def swept_keys(sweep_dir: Path) -> list[str]:
 
 
 def _task_overrides(hydra_yaml: Path) -> list[str]:
-    return ((yaml.safe_load(hydra_yaml.read_text()) or {}).get("hydra", {}).get("overrides", {}).get("task")) or []
+    return ((saved_yaml(hydra_yaml, {}).get("hydra") or {}).get("overrides", {}).get("task")) or []
 
 
 def job_label(overrides: list[str], keys: list[str]) -> str:

@@ -8,10 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ftlab.checks import FtlabError, existing_dir
-from ftlab.sweeps.identity import job_label, swept_keys
+from ftlab.sweeps.identity import job_label, saved_yaml, swept_keys
 
 SWEEP_HELP = ("give a sweep directory such as outputs/multirun/DATE/TIME (it holds numbered job directories with "
               ".hydra/)")
@@ -49,10 +47,8 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     keys = swept_keys(sweep_dir)
     rows = []
     for job in job_dirs(sweep_dir):
-        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) if (
-            job / ".hydra" / "overrides.yaml").exists() else []
-        config = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) if (
-            job / ".hydra" / "config.yaml").exists() else {}
+        overrides = saved_yaml(job / ".hydra" / "overrides.yaml", [])
+        config = saved_yaml(job / ".hydra" / "config.yaml", {})
         row: dict[str, Any] = {"job": int(job.name), "overrides": job_label(overrides, keys) or ",".join(overrides)}
         for key in keys:
             row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
