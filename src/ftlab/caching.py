@@ -1,4 +1,5 @@
-"""On-disk caches shared by concurrent jobs (prepared data, dequantised checkpoints): built aside, published whole."""
+"""Files and caches that concurrent jobs share (prepared data, dequantised checkpoints, reports): built aside,
+published whole."""
 
 from __future__ import annotations
 
@@ -28,3 +29,28 @@ def building(target: Path) -> Iterator[Path]:
         os.rename(tmp, target)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def building_aside(target: Path) -> Iterator[Path]:
+    """A scratch directory next to ``target`` (same disk) for the intermediate files of building it; removed when the
+    block ends, whether it succeeded or not."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".work-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename, so concurrent jobs never see a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
-from ftlab.caching import building
+from ftlab.caching import building, building_aside
 from ftlab.checks import DataError
 from ftlab.samplers import ExactDistributedSampler, LengthGroupedSampler, ResumableSampler
 from ftlab.tasks import get_task
@@ -25,7 +25,7 @@ from ftlab.tasks.readers import SPLIT_PATHS, SPLITS
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # bump when the prepared layout changes
+CACHE_FORMAT = 3  # bump when the prepared layout changes
 
 
 def fingerprint_path(path: str) -> list:
@@ -110,17 +110,17 @@ class FineTuneData(L.LightningDataModule):
         if self.cache_path.exists():
             log.info("data: reusing cache %s", self.cache_path)
             return
-        dsd, names = self.task.prepare(self.cfg, self.tokenizer, self.max_length, self.seed)
-        sizes = {split: len(dsd[split]) for split in SPLITS}
-        for split, size in sizes.items():
-            if size == 0:
-                raise DataError(f"data: the {split} split is empty after removing duplicates and blank rows and "
-                                f"splitting ({sizes}); add data, or raise data.val_size / data.test_size, or give "
-                                "data.val_path / data.test_path")
-        with building(self.cache_path) as tmp:
+        with building(self.cache_path) as tmp, building_aside(self.cache_path) as work:
+            dsd, names = self.task.prepare(self.cfg, self.tokenizer, self.max_length, self.seed, work_dir=work)
+            sizes = {split: len(dsd[split]) for split in SPLITS}
+            for split, size in sizes.items():
+                if size == 0:
+                    raise DataError(f"data: the {split} split is empty after removing duplicates and blank rows and "
+                                    f"splitting ({sizes}); add data, or raise data.val_size / data.test_size, or give "
+                                    "data.val_path / data.test_path")
             dsd.save_to_disk(str(tmp))
             (tmp / "labels.json").write_text(json.dumps(names))
-        log.info("data: prepared %s", {s: len(d) for s, d in dsd.items()})
+        log.info("data: prepared %s", sizes)
 
     def resume_at(self, epoch: int, batches_done: int) -> None:
         """Make the training pass over ``epoch`` skip the ``batches_done`` batches a checkpoint already trained on."""

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ftlab.sweeps.sweep_dir import atomic_write
+from ftlab.caching import atomic_write
 
 
 def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]:

@@ -25,7 +25,8 @@ from ftlab.sweeps.budget import curves, leaders
 from ftlab.deploy.variants import int8_warnings
 from ftlab.sweeps.plots import budget_plot, pareto_plot, plot, retention_plot
 from ftlab.sweeps.search_results import search_section
-from ftlab.sweeps.sweep_dir import atomic_write, by_configuration, check_sweep_dir, collect, collect_many
+from ftlab.caching import atomic_write
+from ftlab.sweeps.sweep_dir import by_configuration, check_sweep_dir, collect, collect_many
 
 log = logging.getLogger(__name__)
 

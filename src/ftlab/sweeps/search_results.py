@@ -14,7 +14,7 @@ def write_results(study, sweep_dir: Path, objectives: Sequence[str], directions:
                   spent_s: float) -> dict[str, Any]:
     """``search.json``: every trial (state, parameters, values, training seconds) and the best trial or, with several
     objectives, the Pareto front, for the report and for a reader of the sweep directory."""
-    from ftlab.sweeps.sweep_dir import atomic_write
+    from ftlab.caching import atomic_write
 
     interrupted = set(study.user_attrs.get("interrupted", []))
     trials = [{"number": t.number, "state": t.state.name, "params": t.params, "values": t.values,

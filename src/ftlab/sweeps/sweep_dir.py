@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,19 +79,6 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
             row.update(status="running", reason="no metrics.json yet (running or interrupted)")
         rows.append(row)
     return rows, keys
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so concurrent jobs never leave a half-written report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def collect_many(sweep_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -51,8 +51,11 @@ class Task:
         """Record problems with ``data.*`` (source, files, columns) that show before anything heavy loads."""
         raise NotImplementedError
 
-    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
-        """Tokenised ``datasets.DatasetDict`` (train / validation / test) and the label names (``[]`` if none)."""
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir: Path | None = None):
+        """Tokenised ``datasets.DatasetDict`` (train / validation / test) and the label names (``[]`` if none).
+
+        ``work_dir``: an empty folder on the cache's disk for intermediate files (deleted once the result is saved),
+        where a task that streams its source writes it instead of holding it in memory."""
         raise NotImplementedError
 
     def collator(self, tokenizer):

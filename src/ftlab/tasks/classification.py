@@ -21,8 +21,8 @@ from torchmetrics.classification import (
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
-from ftlab.tasks.labelled_texts import clean_and_split, label_strings, load_source
-from ftlab.tasks.readers import SPLIT_PATHS, TABULAR_SUFFIXES, check_columns, read_table, sample_limit
+from ftlab.tasks.labelled_texts import clean_and_split, source_chunks
+from ftlab.tasks.readers import SPLIT_PATHS, TABULAR_SUFFIXES, check_columns, sample_limit, scan_table
 
 def label_count(c: Checker) -> int | None:
     """Check that the data files exist and have the configured columns; return the number of classes."""
@@ -51,13 +51,13 @@ def label_count(c: Checker) -> int | None:
             c.fail(key, f"unsupported file type; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
             continue
         try:
-            frame = read_table(file, c.get("data.encoding_errors") or "strict")
+            columns, labels = scan_table(file, c.get("data.encoding_errors") or "strict", c.get("data.label_column"),
+                                         c.get("data.cache_dir"))
         except DataError as err:
             c.problems.append(f"{key}: {err}")
             continue
-        check_columns(c, frame, file, ("data.text_column", "data.label_column"))
-        if c.get("data.label_column") in frame.columns:
-            classes |= set(label_strings(frame[c.get("data.label_column")].dropna()))
+        check_columns(c, columns, file, ("data.text_column", "data.label_column"))
+        classes |= set(labels)
     return len(classes) if classes else None
 
 
@@ -89,24 +89,29 @@ class TextClassification(Task):
         if n_classes is not None and n_classes < 2:
             c.fail("data.label_column", f"found {n_classes} class(es); classification needs at least 2")
 
-    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
-        """Labels become class ids of the sorted label names."""
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir: Path | None = None):
+        """Labels become class ids of the sorted label names. With ``work_dir`` the source is streamed through Arrow
+        files there and tokenised batch by batch, so memory holds a batch, not the data set."""
         import datasets
 
-        splits, names = clean_and_split(load_source(cfg), cfg["val_size"], cfg["test_size"], seed)
-        features = datasets.Features({"text": datasets.Value("string"), "labels": datasets.ClassLabel(names=names)})
+        splits, names = clean_and_split(source_chunks(cfg), cfg["val_size"], cfg["test_size"], seed, work_dir)
         index = {name: i for i, name in enumerate(names)}
         built = {}
-        for split, (texts, labels) in splits.items():
-            n = sample_limit(cfg, split) or len(texts)
-            built[split] = datasets.Dataset.from_dict(
-                {"text": texts[:n], "labels": [index[label] for label in labels[:n]]}, features=features)
+        for split, rows in splits.items():
+            if isinstance(rows, tuple):  # in memory (no work_dir)
+                rows = datasets.Dataset.from_dict({"text": rows[0], "label": rows[1]})
+            n = sample_limit(cfg, split)
+            built[split] = rows.select(range(n)) if n is not None and n < len(rows) else rows
 
         def tokenize(batch: dict[str, list]) -> dict[str, list]:
-            return tokenizer(batch["text"], truncation=True, max_length=max_length)
+            return {**tokenizer(batch["text"], truncation=True, max_length=max_length),
+                    "labels": [index[label] for label in batch["label"]]}
 
-        dsd = datasets.DatasetDict(built).map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
-        return dsd, names
+        dsd = datasets.DatasetDict(built).map(tokenize, batched=True, remove_columns=["text", "label"],
+                                              desc="tokenizing")
+        label_type = datasets.ClassLabel(names=names)  # an empty split has no columns to cast (its size is an error)
+        return datasets.DatasetDict({split: ds.cast_column("labels", label_type) if len(ds) else ds
+                                     for split, ds in dsd.items()}), names
 
     def collator(self, tokenizer):
         """Dynamic padding to the longest text of the batch."""

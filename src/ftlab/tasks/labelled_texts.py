@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ftlab.assets import resolve_path
 from ftlab.checks import DataError
-from ftlab.tasks.readers import SPLIT_PATHS, read_table, read_text
+from ftlab.tasks.readers import CHUNK_ROWS, SPLIT_PATHS, iter_table, read_text
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,20 @@ def read_folder(path: str, errors: str = "strict") -> Examples:
     return texts, labels
 
 
-def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
-    """Raw examples per available split, as given by the source (no cleaning yet)."""
+Chunks = Iterable[Examples]  # a split's rows, in chunks of at most readers.CHUNK_ROWS
+
+
+def source_chunks(cfg: dict[str, Any]) -> dict[str, Chunks]:
+    """Raw examples per available split, as given by the source (no cleaning yet), labels as strings: files are
+    streamed in chunks (never held whole), label folders and hub datasets come as one chunk."""
     source = cfg["source"]
+    errors = cfg.get("encoding_errors", "strict")
     if source == "folder":
-        return {"train": read_folder(resolve_path(cfg["path"]), cfg.get("encoding_errors", "strict"))}
+        texts, labels = read_folder(resolve_path(cfg["path"]), errors)
+        return {"train": [(texts, labels)]}
     if source == "files":
-        out = {}
-        for split, key in SPLIT_PATHS:
-            if cfg.get(key):
-                path = resolve_path(cfg[key])
-                frame = read_table(path, cfg.get("encoding_errors", "strict"))
-                out[split] = labelled_rows(frame, cfg["text_column"], cfg["label_column"], path)
-        return out
+        return {split: _table_chunks(resolve_path(cfg[key]), cfg["text_column"], cfg["label_column"], errors)
+                for split, key in SPLIT_PATHS if cfg.get(key)}
     if source == "hub":
         import datasets
 
@@ -53,32 +55,49 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
                 labels = part[cfg["label_column"]]
                 if hasattr(feature, "int2str"):
                     labels = [feature.int2str(i) for i in labels]
-                out[split] = ([str(t) for t in part[cfg["text_column"]]], labels)
+                out[split] = [([str(t) for t in part[cfg["text_column"]]], [str(v) for v in labels])]
         return out
     raise ValueError(f"data.source={source!r}; valid choices: folder, files, hub")
 
 
+def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
+    """``source_chunks`` with each split's chunks joined: the whole source in memory (small data, tests)."""
+    out = {}
+    for split, chunks in source_chunks(cfg).items():
+        texts, labels = [], []
+        for chunk_texts, chunk_labels in chunks:
+            texts += chunk_texts
+            labels += chunk_labels
+        out[split] = (texts, labels)
+    return out
+
+
+def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -> Iterator[Examples]:
+    """A table's labelled rows, chunk by chunk; rows with an empty text or label are dropped with one warning for
+    the file (never a class called ``nan``), and a file without any labelled row is a ``DataError``."""
+    dropped, where, kept = 0, [], 0
+    for first, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
+        texts, labels = frame[text_column], frame[label_column]
+        empty = texts.isna() | (texts.astype(str).str.strip() == "") | labels.isna() | (
+            labels.astype(str).str.strip() == "")
+        dropped += int(empty.sum())
+        where += [first + i for i in frame.index[empty][:5 - len(where)]]  # first + i: the row's line
+        kept += int((~empty).sum())
+        if (~empty).any():
+            yield texts[~empty].astype(str).tolist(), label_strings(labels[~empty])
+    if not kept:
+        raise DataError(f"{path}: no row has both a text ({text_column}) and a label ({label_column})")
+    if dropped:
+        log.warning("%s: %d row(s) with an empty %s or %s dropped (lines %s%s)", path, dropped, text_column,
+                    label_column, ", ".join(map(str, where)), ", ..." if dropped > 5 else "")
+
+
 def label_strings(labels) -> list[str]:
-    """Labels as strings; whole numbers read as floats (a column with an empty cell) lose their ``.0``."""
+    """Labels as strings; whole numbers read as floats (a JSON column mixing 1 and 1.0) lose their ``.0``."""
     values = labels.tolist()
     if all(isinstance(v, float) and v.is_integer() for v in values):
         values = [int(v) for v in values]
     return [str(v) for v in values]
-
-
-def labelled_rows(frame, text_column: str, label_column: str, path: str) -> Examples:
-    """Texts and labels of a table; rows with an empty text or label are dropped with a warning (never a class
-    called ``nan``), and a file left without any labelled row is a ``DataError``."""
-    texts, labels = frame[text_column], frame[label_column]
-    empty = texts.isna() | (texts.astype(str).str.strip() == "") | labels.isna() | (
-        labels.astype(str).str.strip() == "")
-    if empty.all():
-        raise DataError(f"{path}: no row has both a text ({text_column}) and a label ({label_column})")
-    if empty.any():
-        lines = [i + 2 for i in frame.index[empty][:5]]  # +2: the header, and line numbers start at 1
-        log.warning("%s: %d row(s) with an empty %s or %s dropped (lines %s%s)", path, int(empty.sum()),
-                    text_column, label_column, ", ".join(map(str, lines)), ", ..." if empty.sum() > 5 else "")
-    return texts[~empty].astype(str).tolist(), label_strings(labels[~empty])
 
 
 def label_sort_key(label: Any) -> tuple[int, Any]:
@@ -89,62 +108,135 @@ def label_sort_key(label: Any) -> tuple[int, Any]:
         return (1, str(label))
 
 
-def clean_and_split(
-    raw: dict[str, Examples], val_size: float, test_size: float, seed: int
-) -> tuple[dict[str, Examples], list[str]]:
+def text_key(text: str) -> bytes:
+    """What makes two texts duplicates (the same words, white space aside), as a short digest: a set of these for a
+    few hundred thousand documents takes megabytes, not the documents' size. Blank texts have the empty key."""
+    words = " ".join(text.split())
+    return hashlib.blake2b(words.encode(), digest_size=16).digest() if words else b""
+
+
+class KeptRows:
+    """One split's rows that survive deduplication, in order: their keys and labels here, their texts and labels in a
+    list or, with ``path``, in an Arrow file written chunk by chunk (memory-mapped when read back)."""
+
+    def __init__(self, path: Path | None = None, exclude: set[bytes] = frozenset()):
+        self.path, self.exclude = path, exclude
+        self.seen: dict[bytes, int] = {}  # key -> row number
+        self.labels: list[str] = []
+        self.texts: list[str] = []
+        self.excluded: set[bytes] = set()  # keys of rows dropped because ``exclude`` holds them
+        self.writer = self.dataset = None
+        if path is not None:
+            import pyarrow as pa
+
+            self.writer = pa.ipc.new_stream(str(path), pa.schema([("text", pa.large_string()),
+                                                                   ("label", pa.string())]))
+
+    def add(self, texts: list[str], labels: list[Any]) -> None:
+        """Keep the rows whose key is new, not blank and not excluded; labels become strings."""
+        kept_texts, kept_labels = [], []
+        for text, label in zip(texts, labels):
+            key = text_key(text)
+            if key in self.exclude:
+                self.excluded.add(key)
+            elif key and key not in self.seen:
+                self.seen[key] = len(self.labels) + len(kept_labels)
+                kept_texts.append(text)
+                kept_labels.append(str(label))
+        self.labels += kept_labels
+        if self.writer is None:
+            self.texts += kept_texts
+        elif kept_texts:
+            import pyarrow as pa
+
+            self.writer.write_batch(pa.record_batch([pa.array(kept_texts, pa.large_string()),
+                                                     pa.array(kept_labels, pa.string())], names=["text", "label"]))
+
+    def rows(self, order: list[int] | None = None):
+        """The kept rows in ``order`` (None: as kept): ``(texts, labels)`` lists, or a ``datasets.Dataset`` with
+        ``text`` and ``label`` columns read from the Arrow file."""
+        if self.writer is None:
+            order = range(len(self.labels)) if order is None else order
+            return [self.texts[i] for i in order], [self.labels[i] for i in order]
+        if self.dataset is None:  # the file is complete once its writer is closed
+            import datasets
+
+            self.writer.close()
+            self.dataset = datasets.Dataset.from_file(str(self.path))
+        return self.dataset if order is None else self.dataset.select(order)
+
+    def text(self, key: bytes) -> str:
+        """The kept text with this key."""
+        rows = self.rows([self.seen[key]])
+        return rows[0][0] if isinstance(rows, tuple) else rows[0]["text"]
+
+
+def clean_and_split(raw: dict[str, Examples | Chunks], val_size: float, test_size: float, seed: int,
+                    work_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """Deduplicate, remove train texts that leak into val/test, split what is missing (stratified, seeded).
 
-    Returns the splits with labels as strings and the sorted label names.
+    ``raw``: per split, ``(texts, labels)`` or an iterable of such chunks. Returns the splits, each as ``(texts,
+    labels)`` lists or, with ``work_dir`` (where the kept rows are written as Arrow files, for data larger than
+    memory), as a ``datasets.Dataset`` with ``text`` and ``label`` columns; labels are strings, and the sorted label
+    names come second.
     """
-    def dedupe(texts, labels, exclude=frozenset()):
-        seen, keep_t, keep_l = set(exclude), [], []
-        for text, label in zip(texts, labels):
-            key = " ".join(text.split())
-            if key and key not in seen:
-                seen.add(key)
-                keep_t.append(text)
-                keep_l.append(str(label))
-        return keep_t, keep_l
+    def chunks(split: str) -> Chunks:
+        value = raw[split]
+        return [value] if isinstance(value, tuple) else value
 
-    held_out = {split: dedupe(*raw[split]) for split in ("validation", "test") if split in raw}
-    known = {str(label) for label in raw["train"][1]}
-    for split, (_, labels) in held_out.items():
-        unseen = sorted(set(labels) - known, key=label_sort_key)
+    def store(split: str) -> Path | None:
+        return None if work_dir is None else Path(work_dir) / f"{split}.arrow"
+
+    held_out: dict[str, KeptRows] = {}
+    for split in ("validation", "test"):
+        if split in raw:
+            held_out[split] = KeptRows(store(split))
+            for texts, labels in chunks(split):
+                held_out[split].add(texts, labels)
+    held_keys = set().union(*(rows.seen for rows in held_out.values()))
+    if len(held_out) == 2 and (both := held_out["validation"].seen.keys() & held_out["test"].seen.keys()):
+        example = held_out["test"].text(min(both, key=held_out["test"].seen.get))
+        raise DataError(f"data.val_path and data.test_path share {len(both)} text(s) (e.g. {example[:60]!r}): "
+                        "choosing the checkpoint on test texts biases the test score; make the files disjoint")
+    train = KeptRows(store("train"), exclude=held_keys)
+    known: set[str] = set()
+    for texts, labels in chunks("train"):
+        known.update(map(str, labels))
+        train.add(texts, labels)
+    for split, rows in held_out.items():
+        unseen = sorted(set(rows.labels) - known, key=label_sort_key)
         if unseen:
             raise DataError(f"data.{dict(SPLIT_PATHS)[split]}: label(s) {', '.join(map(repr, unseen))} never occur in "
                             f"the training data, so the model cannot learn them; valid: {', '.join(sorted(known))}")
-    keys = {split: {" ".join(t.split()) for t in texts} for split, (texts, _) in held_out.items()}
-    both = keys.get("validation", set()) & keys.get("test", set())
-    if both:
-        raise DataError(f"data.val_path and data.test_path share {len(both)} text(s) (e.g. {next(iter(both))[:60]!r}): "
-                        "choosing the checkpoint on test texts biases the test score; make the files disjoint")
-    held_keys = set().union(*keys.values())
-    train_texts, train_labels = dedupe(*raw["train"], exclude=held_keys)
-    leaked = len({" ".join(t.split()) for t in raw["train"][0]} & held_keys)
-    if leaked and not train_texts:
+    if train.excluded and not train.labels:
         raise DataError("every training text also appears in data.val_path / data.test_path; the held-out files must "
                         "hold texts the model does not train on")
-    if leaked:
-        log.warning("%d training text(s) also in the validation / test files: removed from training", leaked)
+    if train.excluded:
+        log.warning("%d training text(s) also in the validation / test files: removed from training",
+                    len(train.excluded))
 
+    parts = stratified_parts(train.labels, {"validation": 0.0 if "validation" in held_out else val_size,
+                                            "test": 0.0 if "test" in held_out else test_size}, seed, set(held_out))
+    splits = {split: rows.rows() for split, rows in held_out.items()}
+    splits.update({split: train.rows(order) for split, order in parts.items()})
+    names = sorted(set(train.labels).union(*(rows.labels for rows in held_out.values())), key=label_sort_key)
+    return splits, names
+
+
+def stratified_parts(labels: list[str], fractions: dict[str, float], seed: int,
+                     given: set[str] = frozenset()) -> dict[str, list[int]]:
+    """Row numbers of each split the source does not give (``given``): per label (in sorted order), a seeded
+    permutation whose first ``fractions["test"]`` go to test and next ``fractions["validation"]`` to validation; then
+    each split is shuffled."""
     rng = np.random.default_rng(seed)
-    labels_arr = np.array(train_labels)
+    labels_arr = np.array(labels)
     parts: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
-    fractions = {"validation": 0.0 if "validation" in held_out else val_size,
-                 "test": 0.0 if "test" in held_out else test_size}
-    for label in sorted(set(train_labels)):
+    for label in sorted(set(labels)):
         idx = rng.permutation(np.flatnonzero(labels_arr == label)).tolist()
         n_test = int(round(fractions["test"] * len(idx)))
         n_val = int(round(fractions["validation"] * len(idx)))
         parts["test"] += idx[:n_test]
         parts["validation"] += idx[n_test:n_test + n_val]
         parts["train"] += idx[n_test + n_val:]
-
-    splits = dict(held_out)
-    for split, idx in parts.items():
-        if split in held_out:
-            continue
-        order = rng.permutation(np.array(idx, dtype=int)).tolist()
-        splits[split] = ([train_texts[i] for i in order], [train_labels[i] for i in order])
-    names = sorted({label for _, labels in splits.values() for label in labels}, key=label_sort_key)
-    return splits, names
+    return {split: rng.permutation(np.array(idx, dtype=int)).tolist() for split, idx in parts.items()
+            if split not in given}

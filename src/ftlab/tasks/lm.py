@@ -147,7 +147,7 @@ class CausalLM(Task):
         prompt_response = c.get("data.format") == "prompt_response"
         check_files(c, ("data.prompt_column", "data.response_column") if prompt_response else ("data.text_column",))
 
-    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir=None):
         """Tokenised training sequences per split; no label names."""
         import datasets
 

@@ -191,7 +191,7 @@ class TokenClassification(Task):
     def check_data(self, c: Checker) -> None:
         check_files(c, ("data.tokens_column", "data.tags_column"))
 
-    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int):
+    def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir=None):
         """Sub-word labels aligned to each word's first sub-token; the tag names."""
         import datasets
 
