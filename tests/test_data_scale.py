@@ -11,12 +11,12 @@ import pytest
 from ftlab.checks import FtlabError
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
-from ftlab.tasks import labelled_texts, readers
+from ftlab.tasks import labelled_texts, tables
 from ftlab.tasks.labelled_texts import clean_and_split, load_source
 from ftlab.train import train
 from tests.helpers import compose, tiny_overrides
 
-ROWS = 25_000  # three chunks of readers.CHUNK_ROWS: the bad row is in the last one
+ROWS = 25_000  # three chunks of tables.CHUNK_ROWS: the bad row is in the last one
 BAD = 24_990  # the line it is on (the header is line 1)
 TOPICS = {"sport": "goal match team", "food": "bread soup cheese", "tech": "chip code robot"}
 
@@ -67,12 +67,12 @@ def test_a_bad_row_deep_in_a_large_file_is_named_by_its_line(name, tiny_model_di
 
 def test_tables_are_read_in_chunks_with_the_line_of_each(tmp_path):
     path = write_csv(tmp_path / "big.csv", big_rows(ROWS))
-    chunks = list(readers.iter_table(str(path), chunk_rows=readers.CHUNK_ROWS, as_text=True))
+    chunks = list(tables.iter_table(str(path), chunk_rows=tables.CHUNK_ROWS, as_text=True))
     assert [(line, len(frame)) for line, frame in chunks] == [(2, 10_000), (10_002, 10_000), (20_002, 5_000)]
     last_line, last = chunks[-1]
     assert last.iloc[-1]["text"] == big_rows(ROWS)[-1][0]
     jsonl = write_jsonl(tmp_path / "big.jsonl", big_rows(ROWS))
-    assert [(line, len(frame)) for line, frame in readers.iter_table(str(jsonl), chunk_rows=10_000)] == \
+    assert [(line, len(frame)) for line, frame in tables.iter_table(str(jsonl), chunk_rows=10_000)] == \
         [(1, 10_000), (10_001, 10_000), (20_001, 5_000)]
 
 
@@ -97,15 +97,15 @@ def test_streamed_preparation_equals_the_one_in_memory(tmp_path, monkeypatch):
 def test_file_checks_are_remembered_until_the_file_changes(tmp_path, monkeypatch):
     path = write_csv(tmp_path / "train.csv", big_rows(30))
     cache = tmp_path / "cache"
-    first = readers.scan_table(str(path), "strict", "label", str(cache))
+    first = tables.scan_table(str(path), "strict", "label", str(cache))
     assert first == (["text", "label"], ["food", "sport", "tech"])
-    read = readers.iter_table
-    monkeypatch.setattr(readers, "iter_table", lambda *a, **k: pytest.fail("an unchanged file was read again"))
-    assert readers.scan_table(str(path), "strict", "label", str(cache)) == first
+    read = tables.iter_table
+    monkeypatch.setattr(tables, "iter_table", lambda *a, **k: pytest.fail("an unchanged file was read again"))
+    assert tables.scan_table(str(path), "strict", "label", str(cache)) == first
     with open(path, "a") as file:
         file.write("fresh text,music\n")
-    monkeypatch.setattr(readers, "iter_table", read)
-    assert readers.scan_table(str(path), "strict", "label", str(cache))[1] == ["food", "music", "sport", "tech"]
+    monkeypatch.setattr(tables, "iter_table", read)
+    assert tables.scan_table(str(path), "strict", "label", str(cache))[1] == ["food", "music", "sport", "tech"]
 
 
 def test_a_cached_job_reads_none_of_its_data_files(tiny_model_dir, tmp_path, monkeypatch):
@@ -124,7 +124,7 @@ def test_a_cached_job_reads_none_of_its_data_files(tiny_model_dir, tmp_path, mon
 
     cold = setup()
     assert cold.split_sizes == {"train": 480, "validation": 60, "test": 60}
-    for module in (readers, labelled_texts):
+    for module in (tables, labelled_texts):
         monkeypatch.setattr(module, "iter_table", lambda *a, **k: pytest.fail("a cached job read its data file"))
     cached = setup()
     assert cached.datasets["train"]["input_ids"] == cold.datasets["train"]["input_ids"]

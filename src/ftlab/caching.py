@@ -31,18 +31,6 @@ def building(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def building_aside(target: Path) -> Iterator[Path]:
-    """A scratch directory next to ``target`` (same disk) for the intermediate files of building it; removed when the
-    block ends, whether it succeeded or not."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".work-"))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file and rename, so concurrent jobs never see a half-written file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ftlab.assets import resolve_path
-from ftlab.caching import building, building_aside
+from ftlab.caching import building
 from ftlab.checks import DataError
 from ftlab.samplers import ExactDistributedSampler, LengthGroupedSampler, ResumableSampler
 from ftlab.tasks import get_task
@@ -110,7 +111,9 @@ class FineTuneData(L.LightningDataModule):
         if self.cache_path.exists():
             log.info("data: reusing cache %s", self.cache_path)
             return
-        with building(self.cache_path) as tmp, building_aside(self.cache_path) as work:
+        with building(self.cache_path) as tmp:
+            work = tmp / ".work"  # the task's intermediate files: inside the build, so a killed build leaves one folder
+            work.mkdir()
             dsd, names = self.task.prepare(self.cfg, self.tokenizer, self.max_length, self.seed, work_dir=work)
             sizes = {split: len(dsd[split]) for split in SPLITS}
             for split, size in sizes.items():
@@ -119,6 +122,7 @@ class FineTuneData(L.LightningDataModule):
                                     f"splitting ({sizes}); add data, or raise data.val_size / data.test_size, or give "
                                     "data.val_path / data.test_path")
             dsd.save_to_disk(str(tmp))
+            shutil.rmtree(work)
             (tmp / "labels.json").write_text(json.dumps(names))
         log.info("data: prepared %s", sizes)
 

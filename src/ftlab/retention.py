@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
 from ftlab.tasks.lm import TEXT_SUFFIXES, PadCollator, document_ids
-from ftlab.tasks.readers import IGNORE_INDEX, TABULAR_SUFFIXES, read_table, read_text
+from ftlab.tasks.readers import IGNORE_INDEX
+from ftlab.tasks.tables import TABULAR_SUFFIXES, read_table, read_text
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def read_texts(path: str | Path, text_column: str = "text", option: str = "--inp
     if suffix not in INPUT_SUFFIXES:
         raise DataError(f"{where}: unsupported suffix {suffix or '(none)'!r}; valid: {', '.join(INPUT_SUFFIXES)} "
                         "(.txt: one text per line; the others: a text column)")
-    from ftlab.tasks.readers import read_table, read_text
+    from ftlab.tasks.tables import read_table, read_text
 
     try:
         text = read_text(path, fix="save the file as UTF-8") if suffix != ".parquet" else None

@@ -22,7 +22,8 @@ from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
 from ftlab.tasks.labelled_texts import clean_and_split, source_chunks
-from ftlab.tasks.readers import SPLIT_PATHS, TABULAR_SUFFIXES, check_columns, sample_limit, scan_table
+from ftlab.tasks.readers import SPLIT_PATHS, check_columns, sample_limit
+from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
 
 def label_count(c: Checker) -> int | None:
     """Check that the data files exist and have the configured columns; return the number of classes."""

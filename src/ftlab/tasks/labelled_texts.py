@@ -11,7 +11,8 @@ import numpy as np
 
 from ftlab.assets import resolve_path
 from ftlab.checks import DataError
-from ftlab.tasks.readers import CHUNK_ROWS, SPLIT_PATHS, iter_table, read_text
+from ftlab.tasks.readers import SPLIT_PATHS
+from ftlab.tasks.tables import CHUNK_ROWS, iter_table, read_text
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def read_folder(path: str, errors: str = "strict") -> Examples:
     return texts, labels
 
 
-Chunks = Iterable[Examples]  # a split's rows, in chunks of at most readers.CHUNK_ROWS
+Chunks = Iterable[Examples]  # a split's rows, in chunks of at most tables.CHUNK_ROWS
 
 
 def source_chunks(cfg: dict[str, Any]) -> dict[str, Chunks]:

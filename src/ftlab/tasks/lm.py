@@ -12,8 +12,8 @@ import torch
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import (IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, read_text, sample_limit,
-                                 split_items)
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, sample_limit, split_items
+from ftlab.tasks.tables import read_table, read_text
 
 log = logging.getLogger(__name__)
 

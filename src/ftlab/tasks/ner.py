@@ -18,8 +18,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import (IGNORE_INDEX, SPLIT_PATHS, check_files, read_table, read_text, sample_limit,
-                                 split_items)
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, sample_limit, split_items
+from ftlab.tasks.tables import read_table, read_text
 
 Sentences = tuple[list[list[str]], list[list[str]]]  # (tokens per sentence, tags per sentence)
 

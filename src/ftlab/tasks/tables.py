@@ -1,0 +1,227 @@
+"""Reading data files: UTF-8 text, and tables (csv / json / jsonl / parquet) streamed in chunks, every problem named
+with its file and line however deep in the file it is."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from ftlab.checks import DataError
+
+log = logging.getLogger(__name__)
+
+TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+CHUNK_ROWS = 10_000  # rows per chunk when a table is streamed
+SCAN_FORMAT = 1  # bump when what a scan records changes
+
+
+def read_text(path: str | Path, errors: str = "strict",
+              fix: str = "save the file as UTF-8, or set data.encoding_errors=replace") -> str:
+    """A file's text, which must be UTF-8 (a byte-order mark is dropped): a ``DataError`` names the file, the line of
+    the first bad byte and ``fix``.
+
+    ``errors="replace"`` (``data.encoding_errors``) reads such bytes as U+FFFD instead, with a warning naming the file.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        if errors == "replace":
+            log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
+            return data.decode("utf-8-sig", errors="replace")
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x}); {fix}") from None
+
+
+def check_utf8(path: str | Path, errors: str = "strict",
+               fix: str = "save the file as UTF-8, or set data.encoding_errors=replace") -> None:
+    """``read_text``'s check without holding the file: one streaming pass that names the line of the first byte that
+    is not UTF-8 (a ``DataError``, or a warning with ``errors="replace"``)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 24), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                line += block.count(b"\n", 0, max(err.start, 0))
+                if errors == "replace":
+                    log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)",
+                                path, line)
+                    return
+                raise DataError(f"{path}:{line}: not UTF-8 text (byte {block[max(err.start, 0)]:#04x}); {fix}") from None
+            line += block.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:  # the file ends inside a multi-byte character
+            if errors != "replace":
+                raise DataError(f"{path}:{line}: not UTF-8 text (a cut multi-byte character at the end); {fix}") from None
+
+
+def _first_char(path: str | Path) -> str:
+    """The first character that is not white space ('' for a blank file), read without holding the file."""
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 16), b""):
+            stripped = block.lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()
+            if stripped:
+                return chr(stripped[0])
+    return ""
+
+
+def _json_records(path: str, lines: bool, errors: str, chunk_rows: int | None) -> Iterator[tuple[int, list[dict]]]:
+    """Records of a JSON array file (read whole) or a JSON-lines file (streamed), in chunks of ``chunk_rows``, each with
+    the line (or array item) number of its first record; a broken line is named with its number."""
+    if not lines:
+        try:
+            rows = json.loads(read_text(path, errors))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+        numbered = enumerate(rows if isinstance(rows, list) else [rows], start=1)
+    else:
+        numbered = _json_lines(path, errors)
+    chunk: list[dict] = []
+    first = 1
+    for where, row in numbered:
+        if not isinstance(row, dict):
+            kind = "line" if lines else "item"
+            raise DataError(f"{path}: {kind} {where} is {type(row).__name__}, not a JSON object with named columns")
+        if not chunk:
+            first = where
+        chunk.append(row)
+        if chunk_rows and len(chunk) == chunk_rows:
+            yield first, chunk
+            chunk = []
+    if chunk:
+        yield first, chunk
+
+
+def _json_lines(path: str, errors: str) -> Iterator[tuple[int, Any]]:
+    with open(path, encoding="utf-8-sig", errors=errors) as file:
+        for lineno, line in enumerate(file, start=1):
+            if line.strip():
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg}); each line must be one JSON "
+                                    "object") from None
+
+
+def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -> Iterator[tuple[int, Any]]:
+    """pandas' CSV reader, strict (a row with more fields than the header is an error, not an implicit index), in
+    chunks of ``chunk_rows`` rows, each with the line of its first row (exact for rows of one line each)."""
+    import warnings
+
+    import pandas as pd
+
+    def strictly(read):  # the warnings filter must not outlive the read: the caller runs between chunks
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return read()
+
+    first = 2
+    try:
+        with strictly(lambda: pd.read_csv(path, index_col=False, encoding="utf-8-sig", encoding_errors=errors,
+                                          dtype=str if as_text else None, chunksize=chunk_rows or 1 << 62)) as reader:
+            while (frame := strictly(lambda: next(reader, None))) is not None:
+                yield first, frame.reset_index(drop=True)
+                first += len(frame)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.ParserWarning) as err:
+        where = ""
+        if "EOF inside string" not in str(err):  # an unterminated quote: pandas names the row it starts at
+            with open(path, encoding="utf-8-sig", errors=errors, newline="") as file:
+                reader = csv.reader(file)
+                width = len(next(reader, []))
+                bad = next((reader.line_num for row in reader if row and len(row) != width), None)
+            where = f" at line {bad}: expected {width} fields" if bad else ""
+        raise DataError(f"{path}: malformed CSV{where} ({' '.join(str(err).split())})") from None
+
+
+def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,
+               as_text: bool = False) -> Iterator[tuple[int, Any]]:
+    """Read a csv / json / jsonl / parquet file as pandas DataFrames of at most ``chunk_rows`` rows (None: one frame),
+    each with the line (row, for parquet) its first row is on. Only a JSON array file is ever held whole.
+
+    ``as_text``: CSV cells stay strings as written (``1`` stays ``1``, never ``1.0`` because another cell is empty).
+    Any problem (not UTF-8, malformed CSV or JSON, no rows) is a ``DataError`` naming the file and, where it can be
+    known, the line, however deep in the file it is.
+    """
+    import pandas as pd
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABULAR_SUFFIXES:
+        raise DataError(f"{path}: unsupported data file; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
+    if suffix == ".parquet":
+        frames = _parquet_frames(path, chunk_rows)
+    else:
+        check_utf8(path, errors)
+        first = _first_char(path)
+        if not first:
+            raise DataError(f"{path}: the file is empty")
+        if suffix == ".csv":
+            frames = _csv_frames(path, errors, chunk_rows, as_text)
+        else:
+            lines = suffix == ".jsonl" or first != "["
+            frames = ((at, pd.DataFrame(rows)) for at, rows in _json_records(path, lines, errors, chunk_rows))
+    rows = 0
+    for at, frame in frames:
+        rows += len(frame)
+        if len(frame):
+            yield at, frame
+    if rows == 0:
+        raise DataError(f"{path}: no rows (a header, or an empty list, only)")
+
+
+def _parquet_frames(path: str, chunk_rows: int | None) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+        first = 1
+        for batch in file.iter_batches(batch_size=chunk_rows or max(file.metadata.num_rows, 1)):
+            yield first, batch.to_pandas()
+            first += batch.num_rows
+    except Exception as err:  # pyarrow's errors have no common base class
+        raise DataError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from None
+
+
+def read_table(path: str, errors: str = "strict"):
+    """A whole csv / json / jsonl / parquet file as one pandas DataFrame with at least one row (``iter_table``'s
+    checks and errors)."""
+    import pandas as pd
+
+    frames = [frame for _, frame in iter_table(path, errors)]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def scan_table(path: str, errors: str, column: str, cache_dir: str | None) -> tuple[list[str], list[str]]:
+    """A table's columns and the distinct non-empty values of ``column`` (as written), from one streaming pass that
+    also checks every row; remembered under ``cache_dir`` by the file's path, size and modification time, so the
+    checks of a later job on the same file cost nothing."""
+    stat = Path(path).stat()
+    ident = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, errors, column, SCAN_FORMAT]
+    memo = None
+    if cache_dir:
+        key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
+        memo = Path(os.path.expanduser(cache_dir)) / "scans" / f"{key}.json"
+        if memo.is_file():
+            found = json.loads(memo.read_text())
+            return found["columns"], found["values"]
+    columns: list[str] = []
+    values: set[str] = set()
+    for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
+        columns = columns or [str(name) for name in frame.columns]
+        if column in frame.columns:
+            cells = frame[column].dropna().astype(str)
+            values.update(cells[cells.str.strip() != ""])
+    if memo is not None:
+        from ftlab.caching import atomic_write
+
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(memo, lambda p: p.write_text(json.dumps({"columns": columns, "values": sorted(values)})))
+    return columns, sorted(values)
