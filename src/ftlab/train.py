@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -171,7 +172,8 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
     pruning = next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
     if pruning is not None and pruning.pruned_at is not None:  # a pruned search trial has no test result
         return write_pruned(out_dir, pruning, speed.fit_time) if trainer.is_global_zero else {"search/pruned": True}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    saver = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = saver.best_model_path if saver is not None else ""
     ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
     test = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]

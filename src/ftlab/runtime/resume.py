@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 
 from ftlab.runtime.loggers import finish_loggers
 from ftlab.runtime.saved_config import check_saved_config
@@ -33,7 +33,7 @@ def last_checkpoint(job_dir: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-class Resumption(L.Callback):
+class Resumption(Checkpoint):
     """Saves ``checkpoints/last.ckpt`` at a batch boundary when a signal arrives, then stops or hands over.
 
     A signal only sets a flag; the checkpoint is written after the current optimizer step, so it is consistent.
@@ -41,6 +41,10 @@ class Resumption(L.Callback):
     runs next; otherwise training stops with ``TrainingInterrupted``. The callback state (RNG states and the
     position in the epoch) goes into every checkpoint, so a resumed run repeats the uninterrupted one exactly
     on CPU.
+
+    A ``Checkpoint`` for Lightning, so it runs after early stopping and after the ``ModelCheckpoint`` listed before
+    it, at a validation's end and at an epoch's end: a save there holds their decisions on that validation (the
+    best checkpoint, the patience left), which the resumed run does not repeat.
     """
 
     def __init__(self, last_path: str | Path, datamodule=None):
