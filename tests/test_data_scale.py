@@ -89,7 +89,7 @@ def test_streamed_preparation_equals_the_one_in_memory(tmp_path, monkeypatch):
                                                work_dir=tmp_path / "work")
     assert streamed_names == names == ["food", "sport", "tech"]
     for split, (texts, labels) in in_memory.items():
-        assert streamed[split]["text"] == texts and streamed[split]["label"] == labels, split
+        assert streamed[split][0]["text"] == texts and streamed[split][1] == labels, split
     assert len(in_memory["train"][0]) + len(in_memory["test"][0]) == 290  # 300 distinct, 10 of them in validation
     assert len(in_memory["validation"][0]) == 31
 
@@ -129,3 +129,28 @@ def test_a_cached_job_reads_none_of_its_data_files(tiny_model_dir, tmp_path, mon
     cached = setup()
     assert cached.datasets["train"]["input_ids"] == cold.datasets["train"]["input_ids"]
     assert cached.datasets["test"]["labels"] == cold.datasets["test"]["labels"]
+
+
+@pytest.mark.parametrize("name,text,names", [
+    # Chunks of 2 rows: a chunk of 1 and 0 next to one of 1.0 and 0.0 is still one column of whole numbers.
+    ("floats.csv", "text,label\n" + "".join(f"text {i},{['1', '0', '1.0', '0.0'][i % 4]}\n" for i in range(40)),
+     ["0", "1"]),
+    ("bools.csv", "text,label\n" + "".join(f"text {i},{['true', 'False', 'TRUE', 'false'][i % 4]}\n"
+                                           for i in range(40)), ["False", "True"]),
+    ("halves.csv", "text,label\n" + "".join(f"text {i},{['1', '2', '2.5'][i % 3]}\n" for i in range(40)),
+     ["1.0", "2.0", "2.5"]),
+    # The first chunk's records have no label at all: those rows are dropped (with a warning), never a KeyError.
+    ("missing.jsonl", "".join(json.dumps({"text": f"t {i}", **({"label": [1, 2.0][i % 2]} if i > 1 else {})}) + "\n"
+                              for i in range(40)), ["1", "2"]),
+])
+def test_labels_are_typed_by_their_whole_column_not_by_chunk(name, text, names, tmp_path, monkeypatch, caplog):
+    (tmp_path / name).write_text(text)
+    monkeypatch.setattr(labelled_texts, "CHUNK_ROWS", 2)
+    cfg = {"source": "files", "path": str(tmp_path / name), "text_column": "text", "label_column": "label"}
+    (tmp_path / "work").mkdir()
+    splits, found = clean_and_split(labelled_texts.source_chunks(cfg), 0.1, 0.2, seed=1, work_dir=tmp_path / "work")
+    assert found == names
+    seen = {label for _, labels in splits.values() for label in labels}
+    assert sorted(seen, key=labelled_texts.label_sort_key) == names
+    if name == "missing.jsonl":
+        assert "2 row(s) with an empty text or label dropped (lines 1, 2)" in caplog.text

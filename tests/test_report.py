@@ -79,13 +79,15 @@ def test_failed_job_is_reported_and_the_sweep_exits_non_zero(tiny_model_dir, tin
 
     # A job killed while Hydra wrote its .hydra/ files (empty, cut short) must not break the report of the others.
     hydra = sweep / "1" / ".hydra"
-    hydra.joinpath("config.yaml").write_text("")
-    hydra.joinpath("overrides.yaml").write_text("- lr=[3e-3,\n")
-    hydra.joinpath("hydra.yaml").write_text("hydra:\n  overrides:\n    task: [\n")
-    assert report_main([str(sweep)]) == 1
-    rows = {r["job"]: r for r in read_csv(sweep / "summary.csv")}
-    assert rows["1"]["status"] == "running" and rows["0"]["status"] == "failed"
-    assert "2 jobs (0 completed, 1 failed, 1 running)" in capsys.readouterr().out
+    for config, overrides, hydra_yaml in (("", "- lr=[3e-3,\n", "hydra:\n  overrides:\n    task: [\n"),  # unparsable
+                                          ("lr: 0.003\n", "- lr=0.003\n- ", "hydra:\n  overrides:\n")):  # parsed, cut
+        hydra.joinpath("config.yaml").write_text(config)
+        hydra.joinpath("overrides.yaml").write_text(overrides)
+        hydra.joinpath("hydra.yaml").write_text(hydra_yaml)
+        assert report_main([str(sweep)]) == 1
+        rows = {r["job"]: r for r in read_csv(sweep / "summary.csv")}
+        assert rows["1"]["status"] == "running" and rows["0"]["status"] == "failed"
+        assert "2 jobs (0 completed, 1 failed, 1 running)" in capsys.readouterr().out
 
 
 def test_optuna_search_and_its_report(tiny_model_dir, tiny_csv, tmp_path):

@@ -30,10 +30,11 @@ CACHE_FORMAT = 3  # bump when the prepared layout changes
 
 
 def fingerprint_path(path: str) -> list:
-    """Cheap identity of a file or folder tree: relative names, sizes and modification times."""
+    """Cheap identity of a file or folder tree: relative names, sizes and modification times (in nanoseconds: a file
+    rewritten within the same second is still a different file)."""
     root = Path(path)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    return [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+    return [(str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
 class Indexed(torch.utils.data.Dataset):

@@ -127,8 +127,9 @@ def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData,
     callbacks = build_callbacks(
         _plain(cfg.get("callbacks")), has_logger=bool(loggers),
         progress_bar=cfg.trainer.get("enable_progress_bar", True) is not False)
-    callbacks += [speed, BudgetCurve(Path(cfg.output_dir) / "curve.csv", speed, cfg.monitor, flops_per_sample),
-                  Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule)]
+    callbacks += [speed, BudgetCurve(Path(cfg.output_dir) / "curve.csv", speed, cfg.monitor, flops_per_sample)]
+    if cfg.trainer.get("enable_checkpointing", True) is not False:  # Lightning refuses any Checkpoint callback then
+        callbacks.append(Resumption(Path(cfg.output_dir) / LAST_CHECKPOINT, datamodule))
     callbacks += retention_callbacks(cfg, datamodule)  # held-out general text before and after (retention.source)
     if (pruning := trial_pruning(cfg)) is not None:
         callbacks.append(pruning)
@@ -172,7 +173,8 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
     pruning = next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
     if pruning is not None and pruning.pruned_at is not None:  # a pruned search trial has no test result
         return write_pruned(out_dir, pruning, speed.fit_time) if trainer.is_global_zero else {"search/pruned": True}
-    saver = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+    saver = next((c for c in trainer.checkpoint_callbacks  # the one keeping the best (not the periodic last.ckpt)
+                  if isinstance(c, ModelCheckpoint) and c.monitor and c.save_top_k != 0), None)
     best = saver.best_model_path if saver is not None else ""
     ckpt = best or None  # None: evaluate the weights as they are (no checkpoint was written)
     val = trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]

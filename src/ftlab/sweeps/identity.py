@@ -37,7 +37,7 @@ def swept_keys(sweep_dir: Path) -> list[str]:
             return []
         path = jobs[0]
     hydra_cfg = saved_yaml(path, {}).get("hydra") or {}
-    task = hydra_cfg.get("overrides", {}).get("task", []) or []
+    task = [o for o in (hydra_cfg.get("overrides") or {}).get("task") or [] if isinstance(o, str)]
     overrides = OverridesParser.create().parse_overrides(list(task))
     keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
     params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
@@ -50,7 +50,8 @@ def swept_keys(sweep_dir: Path) -> list[str]:
 
 
 def _task_overrides(hydra_yaml: Path) -> list[str]:
-    return ((saved_yaml(hydra_yaml, {}).get("hydra") or {}).get("overrides", {}).get("task")) or []
+    task = ((saved_yaml(hydra_yaml, {}).get("hydra") or {}).get("overrides") or {}).get("task") or []
+    return [o for o in task if isinstance(o, str)]
 
 
 def job_label(overrides: list[str], keys: list[str]) -> str:

@@ -45,7 +45,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     keys = swept_keys(sweep_dir)
     rows = []
     for job in job_dirs(sweep_dir):
-        overrides = saved_yaml(job / ".hydra" / "overrides.yaml", [])
+        overrides = [o for o in saved_yaml(job / ".hydra" / "overrides.yaml", []) if isinstance(o, str)]
         config = saved_yaml(job / ".hydra" / "config.yaml", {})
         row: dict[str, Any] = {"job": int(job.name), "overrides": job_label(overrides, keys) or ",".join(overrides)}
         for key in keys:

@@ -97,22 +97,24 @@ class TextClassification(Task):
 
         splits, names = clean_and_split(source_chunks(cfg), cfg["val_size"], cfg["test_size"], seed, work_dir)
         index = {name: i for i, name in enumerate(names)}
-        built = {}
-        for split, rows in splits.items():
-            if isinstance(rows, tuple):  # in memory (no work_dir)
-                rows = datasets.Dataset.from_dict({"text": rows[0], "label": rows[1]})
-            n = sample_limit(cfg, split)
-            built[split] = rows.select(range(n)) if n is not None and n < len(rows) else rows
+        built, label_ids = {}, {}
+        for split, (texts, labels) in splits.items():
+            n = min(sample_limit(cfg, split) or len(labels), len(labels))
+            texts = texts if isinstance(texts, datasets.Dataset) else datasets.Dataset.from_dict({"text": texts})
+            built[split] = texts.select(range(n)) if n < len(texts) else texts
+            label_ids[split] = [index[label] for label in labels[:n]]
 
-        def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        def tokenize(batch: dict[str, list], rows: list[int], split: str) -> dict[str, list]:
             return {**tokenizer(batch["text"], truncation=True, max_length=max_length),
-                    "labels": [index[label] for label in batch["label"]]}
+                    "labels": [label_ids[split][i] for i in rows]}
 
-        dsd = datasets.DatasetDict(built).map(tokenize, batched=True, remove_columns=["text", "label"],
-                                              desc="tokenizing")
         label_type = datasets.ClassLabel(names=names)  # an empty split has no columns to cast (its size is an error)
-        return datasets.DatasetDict({split: ds.cast_column("labels", label_type) if len(ds) else ds
-                                     for split, ds in dsd.items()}), names
+        dsd = {}
+        for split, ds in built.items():
+            ds = ds.map(tokenize, batched=True, with_indices=True, remove_columns=["text"], fn_kwargs={"split": split},
+                        desc=f"tokenizing {split}")
+            dsd[split] = ds.cast_column("labels", label_type) if len(ds) else ds
+        return datasets.DatasetDict(dsd), names
 
     def collator(self, tokenizer):
         """Dynamic padding to the longest text of the batch."""

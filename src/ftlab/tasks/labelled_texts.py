@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -33,16 +34,28 @@ def read_folder(path: str, errors: str = "strict") -> Examples:
 Chunks = Iterable[Examples]  # a split's rows, in chunks of at most tables.CHUNK_ROWS
 
 
+class TableChunks:
+    """A table's labelled rows, chunk by chunk (``_table_chunks``). Its labels are cells as written: they are typed
+    once the whole column is known (``typed_labels``), as a whole-file reader would."""
+
+    def __init__(self, chunks: Iterator[Examples]):
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[Examples]:
+        return iter(self.chunks)
+
+
 def source_chunks(cfg: dict[str, Any]) -> dict[str, Chunks]:
     """Raw examples per available split, as given by the source (no cleaning yet), labels as strings: files are
-    streamed in chunks (never held whole), label folders and hub datasets come as one chunk."""
+    streamed in chunks (never held whole, ``TableChunks``), label folders and hub datasets come as one chunk."""
     source = cfg["source"]
     errors = cfg.get("encoding_errors", "strict")
     if source == "folder":
         texts, labels = read_folder(resolve_path(cfg["path"]), errors)
         return {"train": [(texts, labels)]}
     if source == "files":
-        return {split: _table_chunks(resolve_path(cfg[key]), cfg["text_column"], cfg["label_column"], errors)
+        return {split: TableChunks(_table_chunks(resolve_path(cfg[key]), cfg["text_column"], cfg["label_column"],
+                                                 errors))
                 for split, key in SPLIT_PATHS if cfg.get(key)}
     if source == "hub":
         import datasets
@@ -62,13 +75,17 @@ def source_chunks(cfg: dict[str, Any]) -> dict[str, Chunks]:
 
 
 def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
-    """``source_chunks`` with each split's chunks joined: the whole source in memory (small data, tests)."""
+    """``source_chunks`` with each split's chunks joined (and a table's labels typed): the whole source in memory
+    (small data, tests)."""
     out = {}
     for split, chunks in source_chunks(cfg).items():
         texts, labels = [], []
         for chunk_texts, chunk_labels in chunks:
             texts += chunk_texts
             labels += chunk_labels
+        if isinstance(chunks, TableChunks):
+            typed = typed_labels(set(labels))
+            labels = [typed[label] for label in labels]
         out[split] = (texts, labels)
     return out
 
@@ -76,16 +93,19 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
 def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -> Iterator[Examples]:
     """A table's labelled rows, chunk by chunk; rows with an empty text or label are dropped with one warning for
     the file (never a class called ``nan``), and a file without any labelled row is a ``DataError``."""
+    import pandas as pd
+
     dropped, where, kept = 0, [], 0
-    for first, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
-        texts, labels = frame[text_column], frame[label_column]
+    for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
+        missing = pd.Series(index=frame.index, dtype=object)  # a JSON record without the key: an empty cell
+        texts, labels = frame.get(text_column, missing), frame.get(label_column, missing)
         empty = texts.isna() | (texts.astype(str).str.strip() == "") | labels.isna() | (
             labels.astype(str).str.strip() == "")
         dropped += int(empty.sum())
-        where += [first + i for i in frame.index[empty][:5 - len(where)]]  # first + i: the row's line
+        where += list(frame.index[empty][:5 - len(where)])  # iter_table indexes rows by their line
         kept += int((~empty).sum())
         if (~empty).any():
-            yield texts[~empty].astype(str).tolist(), label_strings(labels[~empty])
+            yield texts[~empty].astype(str).tolist(), labels[~empty].astype(str).tolist()
     if not kept:
         raise DataError(f"{path}: no row has both a text ({text_column}) and a label ({label_column})")
     if dropped:
@@ -93,12 +113,30 @@ def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -
                     label_column, ", ".join(map(str, where)), ", ..." if dropped > 5 else "")
 
 
-def label_strings(labels) -> list[str]:
-    """Labels as strings; whole numbers read as floats (a JSON column mixing 1 and 1.0) lose their ``.0``."""
-    values = labels.tolist()
-    if all(isinstance(v, float) and v.is_integer() for v in values):
-        values = [int(v) for v in values]
-    return [str(v) for v in values]
+BOOLEANS = {"True": "True", "TRUE": "True", "true": "True", "False": "False", "FALSE": "False", "false": "False"}
+
+
+def typed_labels(cells: set[str]) -> dict[str, str]:
+    """How each label cell of a table column reads once the column's type is known, the way pandas types a whole
+    column: all whole numbers -> ``1`` (also ``01``, ``1.0``), all numbers -> ``1.5`` and ``1.0``, all booleans ->
+    ``True`` / ``False``, anything else as written. Typing per chunk would make ``1`` and ``1.0`` two classes."""
+    def number(cell: str) -> int | float | None:
+        if "_" in cell:  # Python reads 1_000 as a number; a table reader does not
+            return None
+        for kind in (int, float):
+            try:
+                return kind(cell)
+            except ValueError:
+                continue
+        return None
+
+    numbers = {cell: number(cell) for cell in cells}
+    if cells and all(v is not None for v in numbers.values()):
+        whole = all(math.isfinite(v) and float(v).is_integer() for v in numbers.values())
+        return {cell: str(int(v)) if whole else str(float(v)) for cell, v in numbers.items()}
+    if cells and cells <= BOOLEANS.keys():
+        return {cell: BOOLEANS[cell] for cell in cells}
+    return {cell: cell for cell in cells}
 
 
 def label_sort_key(label: Any) -> tuple[int, Any]:
@@ -113,113 +151,125 @@ def text_key(text: str) -> bytes:
     """What makes two texts duplicates (the same words, white space aside), as a short digest: a set of these for a
     few hundred thousand documents takes megabytes, not the documents' size. Blank texts have the empty key."""
     words = " ".join(text.split())
-    return hashlib.blake2b(words.encode(), digest_size=16).digest() if words else b""
+    return hashlib.blake2b(words.encode("utf-8", "surrogatepass"), digest_size=16).digest() if words else b""
 
 
 class KeptRows:
-    """One split's rows that survive deduplication, in order: their keys and labels here, their texts and labels in a
-    list or, with ``path``, in an Arrow file written chunk by chunk (memory-mapped when read back)."""
+    """One split's rows that survive deduplication, in order: their keys and labels here, their texts in a list or,
+    with ``path``, in an Arrow file written chunk by chunk (memory-mapped when read back)."""
 
     def __init__(self, path: Path | None = None, exclude: set[bytes] = frozenset()):
         self.path, self.exclude = path, exclude
         self.seen: dict[bytes, int] = {}  # key -> row number
         self.labels: list[str] = []
+        self.cells: set[str] = set()  # every label of the source, duplicates' too (what types the column)
         self.texts: list[str] = []
         self.excluded: set[bytes] = set()  # keys of rows dropped because ``exclude`` holds them
         self.writer = self.dataset = None
+        self.closed = False
         if path is not None:
             import pyarrow as pa
 
-            self.writer = pa.ipc.new_stream(str(path), pa.schema([("text", pa.large_string()),
-                                                                   ("label", pa.string())]))
+            self.writer = pa.ipc.new_stream(str(path), pa.schema([("text", pa.large_string())]))
 
     def add(self, texts: list[str], labels: list[Any]) -> None:
         """Keep the rows whose key is new, not blank and not excluded; labels become strings."""
-        kept_texts, kept_labels = [], []
+        kept_texts = []
         for text, label in zip(texts, labels):
+            self.cells.add(str(label))
             key = text_key(text)
             if key in self.exclude:
                 self.excluded.add(key)
             elif key and key not in self.seen:
-                self.seen[key] = len(self.labels) + len(kept_labels)
+                self.seen[key] = len(self.labels)
                 kept_texts.append(text)
-                kept_labels.append(str(label))
-        self.labels += kept_labels
+                self.labels.append(str(label))
         if self.writer is None:
             self.texts += kept_texts
         elif kept_texts:
             import pyarrow as pa
 
-            self.writer.write_batch(pa.record_batch([pa.array(kept_texts, pa.large_string()),
-                                                     pa.array(kept_labels, pa.string())], names=["text", "label"]))
+            self.writer.write_batch(pa.record_batch([pa.array(kept_texts, pa.large_string())], names=["text"]))
+
+    def type_labels(self) -> None:
+        """Type the labels as their whole column reads (``typed_labels``): for a table's cells."""
+        typed = typed_labels(self.cells)
+        self.labels = [typed[label] for label in self.labels]
+        self.cells = set(typed.values())
+
+    def close(self) -> None:
+        """Finish the Arrow file (it is complete once its writer is closed); again is a no-op."""
+        if self.writer is not None and not self.closed:
+            self.writer.close()
+            self.closed = True
 
     def rows(self, order: list[int] | None = None):
-        """The kept rows in ``order`` (None: as kept): ``(texts, labels)`` lists, or a ``datasets.Dataset`` with
-        ``text`` and ``label`` columns read from the Arrow file."""
+        """``(texts, labels)`` of the kept rows in ``order`` (None: as kept); the texts are a list, or a
+        ``datasets.Dataset`` with a ``text`` column read from the Arrow file."""
+        order = range(len(self.labels)) if order is None else order
+        labels = [self.labels[i] for i in order]
         if self.writer is None:
-            order = range(len(self.labels)) if order is None else order
-            return [self.texts[i] for i in order], [self.labels[i] for i in order]
-        if self.dataset is None:  # the file is complete once its writer is closed
+            return [self.texts[i] for i in order], labels
+        if self.dataset is None:
             import datasets
 
-            self.writer.close()
+            self.close()
             self.dataset = datasets.Dataset.from_file(str(self.path))
-        return self.dataset if order is None else self.dataset.select(order)
+        return self.dataset.select(order), labels
 
     def text(self, key: bytes) -> str:
         """The kept text with this key."""
-        rows = self.rows([self.seen[key]])
-        return rows[0][0] if isinstance(rows, tuple) else rows[0]["text"]
+        texts, _ = self.rows([self.seen[key]])
+        return texts[0] if isinstance(texts, list) else texts[0]["text"]
 
 
 def clean_and_split(raw: dict[str, Examples | Chunks], val_size: float, test_size: float, seed: int,
-                    work_dir: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+                    work_dir: Path | None = None) -> tuple[dict[str, tuple], list[str]]:
     """Deduplicate, remove train texts that leak into val/test, split what is missing (stratified, seeded).
 
-    ``raw``: per split, ``(texts, labels)`` or an iterable of such chunks. Returns the splits, each as ``(texts,
-    labels)`` lists or, with ``work_dir`` (where the kept rows are written as Arrow files, for data larger than
-    memory), as a ``datasets.Dataset`` with ``text`` and ``label`` columns; labels are strings, and the sorted label
-    names come second.
+    ``raw``: per split, ``(texts, labels)`` or an iterable of such chunks (``TableChunks``: labels typed once the split
+    is read). Returns each split's ``(texts, labels)``, labels as strings, and the sorted label names; the texts are a
+    list or, with ``work_dir`` (where the kept rows are written as Arrow files, for data larger than memory), a
+    ``datasets.Dataset`` with a ``text`` column.
     """
-    def chunks(split: str) -> Chunks:
+    kept: dict[str, KeptRows] = {}
+
+    def read(split: str, exclude: set[bytes] = frozenset()) -> KeptRows:
         value = raw[split]
-        return [value] if isinstance(value, tuple) else value
+        rows = kept[split] = KeptRows(None if work_dir is None else Path(work_dir) / f"{split}.arrow", exclude)
+        for texts, labels in [value] if isinstance(value, tuple) else value:
+            rows.add(texts, labels)
+        if isinstance(value, TableChunks):
+            rows.type_labels()
+        return rows
 
-    def store(split: str) -> Path | None:
-        return None if work_dir is None else Path(work_dir) / f"{split}.arrow"
-
-    held_out: dict[str, KeptRows] = {}
-    for split in ("validation", "test"):
-        if split in raw:
-            held_out[split] = KeptRows(store(split))
-            for texts, labels in chunks(split):
-                held_out[split].add(texts, labels)
-    held_keys = set().union(*(rows.seen for rows in held_out.values()))
-    if len(held_out) == 2 and (both := held_out["validation"].seen.keys() & held_out["test"].seen.keys()):
-        example = held_out["test"].text(min(both, key=held_out["test"].seen.get))
-        raise DataError(f"data.val_path and data.test_path share {len(both)} text(s) (e.g. {example[:60]!r}): "
-                        "choosing the checkpoint on test texts biases the test score; make the files disjoint")
-    train = KeptRows(store("train"), exclude=held_keys)
-    known: set[str] = set()
-    for texts, labels in chunks("train"):
-        known.update(map(str, labels))
-        train.add(texts, labels)
-    for split, rows in held_out.items():
-        unseen = sorted(set(rows.labels) - known, key=label_sort_key)
-        if unseen:
-            raise DataError(f"data.{dict(SPLIT_PATHS)[split]}: label(s) {', '.join(map(repr, unseen))} never occur in "
-                            f"the training data, so the model cannot learn them; valid: {', '.join(sorted(known))}")
-    if train.excluded and not train.labels:
-        raise DataError("every training text also appears in data.val_path / data.test_path; the held-out files must "
-                        "hold texts the model does not train on")
-    if train.excluded:
-        log.warning("%d training text(s) also in the validation / test files: removed from training",
-                    len(train.excluded))
-
-    parts = stratified_parts(train.labels, {"validation": 0.0 if "validation" in held_out else val_size,
-                                            "test": 0.0 if "test" in held_out else test_size}, seed, set(held_out))
-    splits = {split: rows.rows() for split, rows in held_out.items()}
-    splits.update({split: train.rows(order) for split, order in parts.items()})
+    try:
+        held_out = {split: read(split) for split in ("validation", "test") if split in raw}
+        train = read("train", exclude=set().union(*(rows.seen for rows in held_out.values())))
+        for split, rows in held_out.items():
+            unseen = sorted(set(rows.labels) - train.cells, key=label_sort_key)
+            if unseen:
+                raise DataError(f"data.{dict(SPLIT_PATHS)[split]}: label(s) {', '.join(map(repr, unseen))} never occur "
+                                f"in the training data, so the model cannot learn them; valid: "
+                                f"{', '.join(sorted(train.cells))}")
+        if len(held_out) == 2 and (both := held_out["validation"].seen.keys() & held_out["test"].seen.keys()):
+            example = held_out["test"].text(min(both, key=held_out["test"].seen.get))
+            raise DataError(f"data.val_path and data.test_path share {len(both)} text(s) (e.g. {example[:60]!r}): "
+                            "choosing the checkpoint on test texts biases the test score; make the files disjoint")
+        if train.excluded and not train.labels:
+            raise DataError("every training text also appears in data.val_path / data.test_path; the held-out files "
+                            "must hold texts the model does not train on")
+        if train.excluded:
+            log.warning("%d training text(s) also in the validation / test files: removed from training",
+                        len(train.excluded))
+        parts = stratified_parts(train.labels, {"validation": 0.0 if "validation" in held_out else val_size,
+                                                "test": 0.0 if "test" in held_out else test_size}, seed,
+                                 set(held_out))
+        splits = {split: rows.rows() for split, rows in held_out.items()}
+        splits.update({split: train.rows(order) for split, order in parts.items()})
+    finally:
+        for rows in kept.values():
+            rows.close()
     names = sorted(set(train.labels).union(*(rows.labels for rows in held_out.values())), key=label_sort_key)
     return splits, names
 

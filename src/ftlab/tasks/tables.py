@@ -49,19 +49,20 @@ def check_utf8(path: str | Path, errors: str = "strict",
         for block in iter(lambda: file.read(1 << 24), b""):
             try:
                 decoder.decode(block)
-            except UnicodeDecodeError as err:
-                line += block.count(b"\n", 0, max(err.start, 0))
+            except UnicodeDecodeError as err:  # err.object: the bytes decoded, with any held over from the last block
+                line += err.object.count(b"\n", 0, err.start)
                 if errors == "replace":
                     log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)",
                                 path, line)
                     return
-                raise DataError(f"{path}:{line}: not UTF-8 text (byte {block[max(err.start, 0)]:#04x}); {fix}") from None
+                raise DataError(f"{path}:{line}: not UTF-8 text (byte {err.object[err.start]:#04x}); {fix}") from None
             line += block.count(b"\n")
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:  # the file ends inside a multi-byte character
             if errors != "replace":
-                raise DataError(f"{path}:{line}: not UTF-8 text (a cut multi-byte character at the end); {fix}") from None
+                raise DataError(f"{path}:{line}: not UTF-8 text (a cut multi-byte character at the end); "
+                                f"{fix}") from None
 
 
 def _first_char(path: str | Path) -> str:
@@ -74,31 +75,31 @@ def _first_char(path: str | Path) -> str:
     return ""
 
 
-def _json_records(path: str, lines: bool, errors: str, chunk_rows: int | None) -> Iterator[tuple[int, list[dict]]]:
-    """Records of a JSON array file (read whole) or a JSON-lines file (streamed), in chunks of ``chunk_rows``, each with
-    the line (or array item) number of its first record; a broken line is named with its number."""
+def _json_records(path: str, lines: bool, errors: str,
+                  chunk_rows: int | None) -> Iterator[tuple[list[int], list[dict]]]:
+    """Records of a JSON array file (read whole) or a JSON-lines file (streamed), in chunks of ``chunk_rows``, with the
+    line (or array item) number of each; a broken line is named with its number. The file is checked UTF-8 already."""
     if not lines:
         try:
-            rows = json.loads(read_text(path, errors))
+            rows = json.loads(Path(path).read_bytes().decode("utf-8-sig", errors=errors))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
         numbered = enumerate(rows if isinstance(rows, list) else [rows], start=1)
     else:
         numbered = _json_lines(path, errors)
     chunk: list[dict] = []
-    first = 1
+    numbers: list[int] = []
     for where, row in numbered:
         if not isinstance(row, dict):
             kind = "line" if lines else "item"
             raise DataError(f"{path}: {kind} {where} is {type(row).__name__}, not a JSON object with named columns")
-        if not chunk:
-            first = where
         chunk.append(row)
+        numbers.append(where)
         if chunk_rows and len(chunk) == chunk_rows:
-            yield first, chunk
-            chunk = []
+            yield numbers, chunk
+            chunk, numbers = [], []
     if chunk:
-        yield first, chunk
+        yield numbers, chunk
 
 
 def _json_lines(path: str, errors: str) -> Iterator[tuple[int, Any]]:
@@ -112,9 +113,9 @@ def _json_lines(path: str, errors: str) -> Iterator[tuple[int, Any]]:
                                     "object") from None
 
 
-def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -> Iterator[tuple[int, Any]]:
+def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -> Iterator[Any]:
     """pandas' CSV reader, strict (a row with more fields than the header is an error, not an implicit index), in
-    chunks of ``chunk_rows`` rows, each with the line of its first row (exact for rows of one line each)."""
+    chunks of ``chunk_rows`` rows indexed by their line (exact for rows of one line each)."""
     import warnings
 
     import pandas as pd
@@ -129,7 +130,7 @@ def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -
         with strictly(lambda: pd.read_csv(path, index_col=False, encoding="utf-8-sig", encoding_errors=errors,
                                           dtype=str if as_text else None, chunksize=chunk_rows or 1 << 62)) as reader:
             while (frame := strictly(lambda: next(reader, None))) is not None:
-                yield first, frame.reset_index(drop=True)
+                yield frame.set_axis(range(first, first + len(frame)))
                 first += len(frame)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.ParserWarning) as err:
         where = ""
@@ -145,7 +146,8 @@ def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -
 def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,
                as_text: bool = False) -> Iterator[tuple[int, Any]]:
     """Read a csv / json / jsonl / parquet file as pandas DataFrames of at most ``chunk_rows`` rows (None: one frame),
-    each with the line (row, for parquet) its first row is on. Only a JSON array file is ever held whole.
+    each indexed by the line of each row (the item of a JSON array, the row of a parquet file) and given with the
+    first of them. Only a JSON array file is ever held whole.
 
     ``as_text``: CSV cells stay strings as written (``1`` stays ``1``, never ``1.0`` because another cell is empty).
     Any problem (not UTF-8, malformed CSV or JSON, no rows) is a ``DataError`` naming the file and, where it can be
@@ -167,24 +169,25 @@ def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,
             frames = _csv_frames(path, errors, chunk_rows, as_text)
         else:
             lines = suffix == ".jsonl" or first != "["
-            frames = ((at, pd.DataFrame(rows)) for at, rows in _json_records(path, lines, errors, chunk_rows))
+            frames = (pd.DataFrame(rows, index=numbers) for numbers, rows in
+                      _json_records(path, lines, errors, chunk_rows))
     rows = 0
-    for at, frame in frames:
+    for frame in frames:
         rows += len(frame)
         if len(frame):
-            yield at, frame
+            yield int(frame.index[0]), frame
     if rows == 0:
         raise DataError(f"{path}: no rows (a header, or an empty list, only)")
 
 
-def _parquet_frames(path: str, chunk_rows: int | None) -> Iterator[tuple[int, Any]]:
+def _parquet_frames(path: str, chunk_rows: int | None) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
     try:
         file = pq.ParquetFile(path)
         first = 1
         for batch in file.iter_batches(batch_size=chunk_rows or max(file.metadata.num_rows, 1)):
-            yield first, batch.to_pandas()
+            yield batch.to_pandas().set_axis(range(first, first + batch.num_rows))  # not a saved pandas index
             first += batch.num_rows
     except Exception as err:  # pyarrow's errors have no common base class
         raise DataError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from None
@@ -195,8 +198,7 @@ def read_table(path: str, errors: str = "strict"):
     checks and errors)."""
     import pandas as pd
 
-    frames = [frame for _, frame in iter_table(path, errors)]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return pd.concat([frame for _, frame in iter_table(path, errors)], ignore_index=True)
 
 
 def scan_table(path: str, errors: str, column: str, cache_dir: str | None) -> tuple[list[str], list[str]]:
@@ -209,19 +211,25 @@ def scan_table(path: str, errors: str, column: str, cache_dir: str | None) -> tu
     if cache_dir:
         key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
         memo = Path(os.path.expanduser(cache_dir)) / "scans" / f"{key}.json"
-        if memo.is_file():
+        try:
             found = json.loads(memo.read_text())
             return found["columns"], found["values"]
-    columns: list[str] = []
+        except (OSError, ValueError, KeyError, TypeError):  # none yet, or unreadable: scan again
+            pass
+    columns: dict[str, None] = {}  # every chunk's columns, in order (JSON records need not all have every key)
     values: set[str] = set()
     for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
-        columns = columns or [str(name) for name in frame.columns]
+        columns.update(dict.fromkeys(map(str, frame.columns)))
         if column in frame.columns:
             cells = frame[column].dropna().astype(str)
             values.update(cells[cells.str.strip() != ""])
-    if memo is not None:
+    after = Path(path).stat()
+    if memo is not None and (after.st_size, after.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns):
         from ftlab.caching import atomic_write
 
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(memo, lambda p: p.write_text(json.dumps({"columns": columns, "values": sorted(values)})))
-    return columns, sorted(values)
+        try:  # a cache that cannot be written only costs the next job this scan again
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(memo, lambda p: p.write_text(json.dumps({"columns": list(columns), "values": sorted(values)})))
+        except OSError as err:
+            log.warning("%s: could not remember the checks of %s (%s)", memo.parent, path, err)
+    return list(columns), sorted(values)
