@@ -16,7 +16,8 @@ def test_roc_and_pr_per_class_agree_with_an_exact_computation(tiny_model_dir, ti
     from sklearn.metrics import average_precision_score, roc_auc_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ftlab.tasks.labelled_texts import clean_and_split, load_source
+    from ftlab.tasks.labelled_splits import clean_and_split
+    from ftlab.tasks.labelled_texts import load_source
 
     # One epoch at a small lr: an imperfect classifier, so the curves are not trivial.
     metrics = train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "trainer.max_epochs=1", "lr=1e-4",

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from ftlab.tasks import classification
-from ftlab.tasks.labelled_texts import clean_and_split, load_source
+from ftlab.tasks.labelled_splits import clean_and_split
+from ftlab.tasks.labelled_texts import load_source
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 

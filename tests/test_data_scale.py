@@ -12,7 +12,8 @@ from ftlab.checks import FtlabError
 from ftlab.data import FineTuneData
 from ftlab.models import load_tokenizer
 from ftlab.tasks import labelled_texts, tables
-from ftlab.tasks.labelled_texts import clean_and_split, load_source
+from ftlab.tasks.labelled_splits import clean_and_split
+from ftlab.tasks.labelled_texts import load_source
 from ftlab.train import train
 from tests.helpers import compose, tiny_overrides
 

@@ -37,7 +37,8 @@ def test_ddp_cpu_freezes_syncs_and_scores_the_exact_test_set(tiny_model_dir, tmp
     # Test accuracy from the 2-process run equals a single-process evaluation of the exported model.
     from transformers import pipeline
 
-    from ftlab.tasks.labelled_texts import clean_and_split, load_source
+    from ftlab.tasks.labelled_splits import clean_and_split
+    from ftlab.tasks.labelled_texts import load_source
 
     raw = load_source({"source": "files", "path": str(csv), "text_column": "text", "label_column": "label"})
     splits, _ = clean_and_split(raw, 0.1, 0.15, seed=42)

@@ -21,7 +21,8 @@ from torchmetrics.classification import (
 from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
-from ftlab.tasks.labelled_texts import clean_and_split, source_chunks
+from ftlab.tasks.labelled_splits import clean_and_split
+from ftlab.tasks.labelled_texts import source_chunks
 from ftlab.tasks.readers import SPLIT_PATHS, check_columns, sample_limit
 from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
 
