@@ -130,6 +130,15 @@ DATA_FILES = {
 }
 
 
+def test_two_spellings_of_one_number_are_one_class_and_refused(tiny_model_dir, tmp_path):
+    """1 and 1.0 are one class, as training reads them: never a one-class "classifier"."""
+    data = _csv(tmp_path / "one_class.csv", "text,label\n" + "".join(f"text {i},{['1', '1.0'][i % 2]}\n"
+                                                                    for i in range(20)))
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, data, out), out)
+    assert message == "data.label_column='label': found 1 class(es); classification needs at least 2"
+
+
 @pytest.mark.parametrize("name", list(DATA_FILES))
 def test_bad_data_file(name, tiny_model_dir, tmp_path):
     text, expected = DATA_FILES[name]

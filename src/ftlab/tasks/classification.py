@@ -22,7 +22,7 @@ from ftlab.assets import resolve_path
 from ftlab.checks import Checker, DataError
 from ftlab.tasks.base import Task
 from ftlab.tasks.labelled_splits import clean_and_split
-from ftlab.tasks.labelled_texts import source_chunks
+from ftlab.tasks.labelled_texts import source_chunks, typed_labels
 from ftlab.tasks.readers import SPLIT_PATHS, check_columns, sample_limit
 from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
 
@@ -59,7 +59,7 @@ def label_count(c: Checker) -> int | None:
             c.problems.append(f"{key}: {err}")
             continue
         check_columns(c, columns, file, ("data.text_column", "data.label_column"))
-        classes |= set(labels)
+        classes |= set(typed_labels(set(labels)).values())  # as training will read them: 1 and 1.0 are one class
     return len(classes) if classes else None
 
 
