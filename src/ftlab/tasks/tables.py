@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from ftlab.caching import atomic_write
 from ftlab.checks import DataError
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,10 @@ CHUNK_ROWS = 10_000  # rows per chunk when a table is streamed
 SCAN_FORMAT = 1  # bump when what a scan records changes
 
 
-def read_text(path: str | Path, errors: str = "strict",
-              fix: str = "save the file as UTF-8, or set data.encoding_errors=replace") -> str:
+UTF8_FIX = "save the file as UTF-8, or set data.encoding_errors=replace"
+
+
+def read_text(path: str | Path, errors: str = "strict", fix: str = UTF8_FIX) -> str:
     """A file's text, which must be UTF-8 (a byte-order mark is dropped): a ``DataError`` names the file, the line of
     the first bad byte and ``fix``.
 
@@ -32,37 +35,30 @@ def read_text(path: str | Path, errors: str = "strict",
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        if errors == "replace":
-            log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
-            return data.decode("utf-8-sig", errors="replace")
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x}); {fix}") from None
+        _not_utf8(path, data.count(b"\n", 0, err.start) + 1, data[err.start], errors, fix)
+        return data.decode("utf-8-sig", errors="replace")
 
 
-def check_utf8(path: str | Path, errors: str = "strict",
-               fix: str = "save the file as UTF-8, or set data.encoding_errors=replace") -> None:
-    """``read_text``'s check without holding the file: one streaming pass that names the line of the first byte that
-    is not UTF-8 (a ``DataError``, or a warning with ``errors="replace"``)."""
+def check_utf8(path: str | Path, errors: str = "strict", fix: str = UTF8_FIX) -> None:
+    """``read_text``'s check without holding the file: one streaming pass, the same error or warning."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 24), b""):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as err:  # err.object: the bytes decoded, with any held over from the last block
-                line += err.object.count(b"\n", 0, err.start)
-                if errors == "replace":
-                    log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)",
-                                path, line)
-                    return
-                raise DataError(f"{path}:{line}: not UTF-8 text (byte {err.object[err.start]:#04x}); {fix}") from None
-            line += block.count(b"\n")
         try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:  # the file ends inside a multi-byte character
-            if errors != "replace":
-                raise DataError(f"{path}:{line}: not UTF-8 text (a cut multi-byte character at the end); "
-                                f"{fix}") from None
+            for block in iter(lambda: file.read(1 << 24), b""):
+                decoder.decode(block)
+                line += block.count(b"\n")
+            decoder.decode(b"", final=True)  # the file may end inside a multi-byte character
+        except UnicodeDecodeError as err:  # err.object: the bytes decoded, with any held over from the last block
+            _not_utf8(path, line + err.object.count(b"\n", 0, err.start), err.object[err.start], errors, fix)
+
+
+def _not_utf8(path: str | Path, line: int, byte: int, errors: str, fix: str) -> None:
+    """The first byte that is not UTF-8: a warning with ``errors="replace"``, else a ``DataError``."""
+    if errors == "replace":
+        log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
+        return
+    raise DataError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); {fix}") from None
 
 
 def _first_char(path: str | Path) -> str:
@@ -225,8 +221,6 @@ def scan_table(path: str, errors: str, column: str, cache_dir: str | None) -> tu
             values.update(cells[cells.str.strip() != ""])
     after = Path(path).stat()
     if memo is not None and (after.st_size, after.st_mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-        from ftlab.caching import atomic_write
-
         try:  # a cache that cannot be written only costs the next job this scan again
             memo.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(memo, lambda p: p.write_text(json.dumps({"columns": list(columns), "values": sorted(values)})))
