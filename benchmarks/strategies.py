@@ -12,7 +12,6 @@ from the tensors AdamW actually holds.
 
 from __future__ import annotations
 
-
 import torch
 from common import benchmark_parser, fresh_module, median, median_step_seconds, plain_steps, real_batches, table
 

@@ -12,8 +12,7 @@ import tempfile
 import time
 
 import torch
-from common import (benchmark_parser, fresh_module, lightning_steps, median, plain_steps, real_batches, table,
-                    throughput)
+from common import benchmark_parser, fresh_module, lightning_steps, median, plain_steps, real_batches, table, throughput
 
 
 def run_plain(batches, labels) -> list[float]:

@@ -1,4 +1,5 @@
-"""PEFT adapters as strategies: exact trainable sets and counts, frozen base, merged and adapter-only exports, checks."""
+"""PEFT adapters as strategies: exact trainable sets and counts, frozen base, merged and adapter-only exports,
+checks."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftlab.checks import Checker, ConfigError
-from ftlab.config import validate_config
-from ftlab.models import count_parameters, load_model
-from ftlab.plan import build_plan
+from ftlab.core.checks import Checker, ConfigError
+from ftlab.model.anatomy import count_parameters
+from ftlab.model.loading import load_model
+from ftlab.planning.cost import build_plan
 from ftlab.strategies import apply_strategy, strategy_label
 from ftlab.strategies.lora import LoRA
 from ftlab.train import train
+from ftlab.validate import validate_config
 from tests.helpers import compose, make_tiny_conll, make_tiny_llama, make_tiny_ner_bert, make_tiny_text, tiny_overrides
 
 HEAD = {"base_model.model.bert.pooler.modules_to_save.default.dense.weight",
@@ -212,7 +214,7 @@ def test_a_model_without_linear_layers_in_its_blocks_is_refused():
 
 
 def test_layer_decay_gives_each_blocks_adapter_its_depths_learning_rate(bert):
-    from ftlab.optimization import param_groups
+    from ftlab.training.optimization import param_groups
 
     model, selection = apply_strategy(bert, {"name": "lora", "r": 4})
     groups = {g["name"]: g for g in param_groups(model, 0.01, lr=1.0, layer_decay=0.5)}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from ftlab.models import ArchitectureError, find_parts
+from ftlab.model.anatomy import ArchitectureError, find_parts
 from ftlab.strategies import apply_strategy
 
 S = dict(vocab_size=100, num_labels=3)
@@ -102,7 +102,8 @@ def test_unanalysable_architecture_names_its_class_and_pattern_still_works():
         find_parts(model)
     with pytest.raises(ArchitectureError, match="NoBlocks"):
         apply_strategy(model, {"name": "partial", "trainable_layers": 1})
-    _, selection = apply_strategy(model, {"name": "pattern", "train": ["classifier", r"encoder\.1\."], "freeze": ["bias"]})
+    pattern = {"name": "pattern", "train": ["classifier", r"encoder\.1\."], "freeze": ["bias"]}
+    _, selection = apply_strategy(model, pattern)
     assert selection.trainable == {"classifier.weight", "encoder.1.weight"}
 
 

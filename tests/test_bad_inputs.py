@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ftlab.checks import FtlabError
+from ftlab.core.checks import FtlabError
 from ftlab.train import train
 from tests.helpers import CONF_DIR, compose, make_tiny_conll, tiny_overrides
 
@@ -65,7 +65,8 @@ SETTINGS = {
     "scheduler.warmup_ratio=1.5": "scheduler.warmup_ratio=1.5: must be a fraction in [0, 1)",
     "strategy=partial strategy.trainable_layers=5": "the model has only 2 layers; valid: -2..2",
     "strategy=pattern strategy.train=[classifer]": "'classifer' matches no parameter; closest names: classifier",
-    "strategy=gradual_unfreezing strategy.unit=batch": "strategy.unit='batch': unknown value; valid choices: epoch, step",
+    "strategy=gradual_unfreezing strategy.unit=batch":
+        "strategy.unit='batch': unknown value; valid choices: epoch, step",
     "data.group_by_length=yes": "data.group_by_length='yes': must be true or false",
     "strategy=partial strategy.frozen_dropout=0": "strategy.frozen_dropout=0: must be true or false",
     "strategy=partial strategy.frozen_dropout=true cache_frozen=true":

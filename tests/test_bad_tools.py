@@ -8,19 +8,19 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from ftlab.checks import ConfigError
-from ftlab.deploy.release import main as onnx_main
+from ftlab.core.checks import ConfigError
 from ftlab.deploy.predict import main as predict_main
-from ftlab.runtime.resume import resume_config
+from ftlab.deploy.release import main as onnx_main
 from ftlab.sweeps.report import main as report_main
+from ftlab.training.resume import resume_config
 from tests.helpers import compose, tiny_overrides
 
 MODEL_HELP = "job directory (with model/) or an exported model directory"

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from ftlab.sweeps.identity import group_name
+from ftlab.tracking.identity import group_name
 from tests.helpers import finished_wandb_records, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,8 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
         hparams = torch.load(job / "checkpoints" / "best.ckpt", weights_only=False)["hyper_parameters"]
         combo = (config["strategy"]["name"], config["lr"], hparams["optimizer"]["lr"])  # lr reached the optimizer
         seen.add(combo)
-        assert [o for o in overrides if o.startswith(("strategy=", "lr="))] == [f"strategy={combo[0]}", f"lr={combo[1]}"]
+        swept = [o for o in overrides if o.startswith(("strategy=", "lr="))]
+        assert swept == [f"strategy={combo[0]}", f"lr={combo[1]}"]
         metrics = json.loads((job / "metrics.json").read_text())
         strategy = combo[0]
         assert metrics["strategy"] == strategy

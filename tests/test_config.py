@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftlab.config import ConfigError, validate_config
+from ftlab.validate import ConfigError, validate_config
 from tests.helpers import CONF_DIR, compose, tiny_overrides
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
@@ -17,7 +17,8 @@ def group_options():
 
 
 def test_groups_are_the_documented_ones():
-    assert GROUPS == ["callbacks", "data", "debug", "experiment", "hparams_search", "logger", "model", "optimizer", "scheduler", "strategy", "trainer"]
+    assert GROUPS == ["callbacks", "data", "debug", "experiment", "hparams_search", "logger", "model", "optimizer",
+                      "scheduler", "strategy", "trainer"]
 
 
 @pytest.mark.parametrize("group,option", list(group_options()))
@@ -103,7 +104,8 @@ def problems(overrides: list[str]) -> list[str]:
 def test_each_error_names_key_value_and_choices(tiny_model_dir, tiny_csv, tmp_path):
     base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
     cases = {
-        "strategy.name=partail": "strategy.name='partail': unknown value; valid choices: full, partial, head_only, bitfit",
+        "strategy.name=partail":
+            "strategy.name='partail': unknown value; valid choices: full, partial, head_only, bitfit",
         "strategy=partial strategy.trainable_layers=3":
             "strategy.trainable_layers=3: the model has only 2 layers; valid: -2..2",
         f"data.path={tmp_path}/missing.csv": f"data.path='{tmp_path}/missing.csv': no such file or directory",
@@ -186,7 +188,8 @@ def test_deepspeed_zero3_is_refused_and_a_missing_install_named(tiny_model_dir, 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
     assert problems(base + ["trainer.strategy=deepspeed_stage_2"]) == [
-        "trainer.strategy='deepspeed_stage_2': DeepSpeed is not installed: pip install -e '.[deepspeed]'"]
+        "trainer.strategy='deepspeed_stage_2': needs the deepspeed extra (deepspeed missing): "
+        "pip install -e '.[deepspeed]'"]
 
 
 def test_optimizer_keys_are_its_constructor_arguments(tiny_model_dir, tiny_csv, tmp_path):
@@ -199,8 +202,9 @@ def test_optimizer_keys_are_its_constructor_arguments(tiny_model_dir, tiny_csv, 
 
 @pytest.mark.slow
 def test_validating_a_gguf_checkpoint_does_not_dequantise_it(tmp_path, monkeypatch):
-    """Validation reads the architecture from the GGUF metadata; dequantising (seconds to minutes) waits for training."""
-    from ftlab import models
+    """Validation reads the architecture from the GGUF metadata; dequantising (seconds to minutes) waits for
+    training."""
+    from ftlab.model import loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("validation dequantised the GGUF checkpoint")

@@ -82,7 +82,7 @@ def test_budget_curve_points_are_where_the_logs_say(tiny_model_dir, tiny_csv, tm
     ({"max_epochs": 1, "val_check_interval": None}, None, None),
 ])
 def test_validation_schedule_gives_short_jobs_several_points(trainer, points, expected):
-    from ftlab.runtime.validation_schedule import validation_interval
+    from ftlab.training.validation_schedule import validation_interval
 
     assert validation_interval(trainer, points) == expected
 
@@ -98,7 +98,7 @@ def test_a_one_epoch_job_gets_several_curve_points(tiny_model_dir, tiny_csv, tmp
 def test_extra_curve_points_keep_early_stopping_patience_in_epochs():
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from ftlab.runtime.validation_schedule import keep_patience_in_epochs
+    from ftlab.training.validation_schedule import keep_patience_in_epochs
 
     stop = EarlyStopping(monitor="val/acc", patience=3)
     keep_patience_in_epochs([stop], per_epoch=4)

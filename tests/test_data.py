@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
+from ftlab.data.datamodule import FineTuneData
+from ftlab.model.loading import load_tokenizer
 from ftlab.tasks import classification
 from ftlab.tasks.labelled_splits import clean_and_split
 from ftlab.tasks.labelled_texts import load_source
-from ftlab.data import FineTuneData
-from ftlab.models import load_tokenizer
 
 
 def test_dedupe_and_stratified_split_are_deterministic():
@@ -64,7 +64,7 @@ def test_prepared_data_is_cached_and_reused(datamodule, monkeypatch):
 
 
 def test_a_cache_is_published_whole_or_not_at_all(tmp_path):
-    from ftlab.caching import building
+    from ftlab.core.atomic_files import building
 
     target = tmp_path / "cache" / "key"
     with pytest.raises(RuntimeError), building(target) as tmp:

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from ftlab.checks import FtlabError
-from ftlab.data import FineTuneData
-from ftlab.models import load_tokenizer
+from ftlab.core.checks import FtlabError
+from ftlab.data.datamodule import FineTuneData
+from ftlab.model.loading import load_tokenizer
 from ftlab.tasks import labelled_texts, tables
 from ftlab.tasks.labelled_splits import clean_and_split
 from ftlab.tasks.labelled_texts import load_source
@@ -110,7 +110,7 @@ def test_file_checks_are_remembered_until_the_file_changes(tmp_path, monkeypatch
 
 
 def test_a_cached_job_reads_none_of_its_data_files(tiny_model_dir, tmp_path, monkeypatch):
-    from ftlab.config import validate_config
+    from ftlab.validate import validate_config
 
     path = write_csv(tmp_path / "train.csv", big_rows(600))
     cfg = compose(tiny_overrides(tiny_model_dir, path, tmp_path / "job", f"data.cache_dir={tmp_path / 'cache'}"))

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ftlab.sweeps.decision import configurations, paired, pareto_front
-from ftlab.sweeps.report import build_report, main as report_main
+from ftlab.sweeps.report import build_report
+from ftlab.sweeps.report import main as report_main
 from ftlab.sweeps.sweep_dir import collect
 
 # strategy: (label, test/acc for seeds 1, 2, 3, train time s, peak memory MiB, trainable fraction)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ftlab.checks import ConfigError
-from ftlab.device_plan import GiB, OVERHEAD_BYTES, per_device, sharding_of
-from ftlab.models import meta_model
+from ftlab.core.checks import ConfigError
+from ftlab.core.trainer_settings import trainer_settings
+from ftlab.model.loading import meta_model
+from ftlab.planning.devices import OVERHEAD_BYTES, GiB, per_device
 from ftlab.train import train
 from tests.helpers import compose
 
@@ -53,9 +54,9 @@ def test_plan_from_config_alone_matches_the_arithmetic_by_hand(llama_config_dir,
         "gathered_units": 2 * 3216 * 4, "autocast_copies": 0, "activations": activations,
         "overhead": OVERHEAD_BYTES, "total": 4 * total // 4 * 4 + 2 * 3216 * 4 + activations + OVERHEAD_BYTES}
     assert devices["fits"] and devices["device_memory_bytes"] == 2 * GiB  # 1 GiB overhead + 0.1 MiB
-    ddp = per_device(plan, 4, "ddp", "32-true")
+    ddp = per_device(plan, 4, "ddp", mixed=False)
     assert (ddp["weights"], ddp["gradients"], ddp["optimizer_state"]) == (4 * total, 4 * total, 8 * total)
-    zero2 = per_device(plan, 4, "zero2", "32-true")
+    zero2 = per_device(plan, 4, "zero2", mixed=False)
     assert (zero2["weights"], zero2["gradients"], zero2["optimizer_state"]) == (4 * total, total, 2 * total)
     rows = {r["strategy"]: r for r in devices["table"]}
     assert list(rows) == ["full", "partial(k=1)", "lora(r=8)"]  # partial over a quarter of 4 blocks is k=1
@@ -86,11 +87,16 @@ def test_public_configs_plan_at_their_published_sizes(tmp_path):
                            task="causal_lm")
         assert sum(p.numel() for p in model.parameters()) == params, name
     # LLaMA-3 70B on 8 x 80 GiB with FSDP (experiment=plan_large): full fine-tuning does not fit, LoRA does
-    plan = train(compose(plan_overrides(ROOT / "examples" / "model_configs" / "llama-3-70b", tmp_path,
-                                        "model.gradient_checkpointing=true", "max_length=4096", "batch_size=1")))["plan"]
+    overrides = plan_overrides(ROOT / "examples" / "model_configs" / "llama-3-70b", tmp_path,
+                               "model.gradient_checkpointing=true", "max_length=4096", "batch_size=1")
+    plan = train(compose(overrides))["plan"]
     rows = {r["strategy"]: r for r in plan["devices"]["table"]}
     assert not rows["full"]["zero3"]["fits"] and rows["lora(r=8)"]["zero3"]["fits"]
     assert not rows["lora(r=8)"]["ddp"]["fits"]  # a 70B replica alone is 263 GiB in 32 bits
+
+
+def sharding_of(strategy) -> str:
+    return trainer_settings({"strategy": strategy}).sharding
 
 
 def test_layouts_of_trainer_strategies():

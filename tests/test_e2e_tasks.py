@@ -33,7 +33,7 @@ def test_ner_wnut_slice(tmp_path):
 def test_lm_bbc_slice_on_smollm2(tmp_path, monkeypatch):
     from transformers import pipeline
 
-    from ftlab import models
+    from ftlab.model import loading as models
 
     cfg = compose(["experiment=lm_bbc", f"output_dir={tmp_path}", *QUIET, "data.max_train_samples=4",
                    "data.max_eval_samples=2", "batch_size=2", "max_length=32", "strategy=partial",

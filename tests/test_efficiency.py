@@ -9,8 +9,8 @@ import lightning as L
 import pytest
 import torch
 
-from ftlab.module import FineTuneModule
 from ftlab.train import train
+from ftlab.training.module import FineTuneModule
 from tests.helpers import compose, tiny_overrides
 
 LABELS = ["food", "sport", "tech"]
@@ -104,7 +104,8 @@ def test_gradual_unfreezing_lets_blocks_learn_in_turn(tiny_model_dir):
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     params = dict(module.model.named_parameters())
-    head, top, bottom = "classifier.weight", "bert.encoder.layer.1.output.dense.weight", "bert.encoder.layer.0.output.dense.weight"
+    head = "classifier.weight"
+    top, bottom = "bert.encoder.layer.1.output.dense.weight", "bert.encoder.layer.0.output.dense.weight"
     snapshot = {n: params[n].detach().clone() for n in (head, top, bottom, "bert.embeddings.word_embeddings.weight")}
 
     def changed():
@@ -145,7 +146,7 @@ def test_training_flops_equal_pytorchs_flop_counter(attention):
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import BertConfig, BertForSequenceClassification
 
-    from ftlab.plan import training_flops
+    from ftlab.planning.cost import training_flops
 
     config = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=256, num_labels=3, attn_implementation=attention)
@@ -165,7 +166,7 @@ def test_strategy_flops_estimate_is_close_to_pytorchs_flop_counter(strategy, bou
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import BertConfig, BertForSequenceClassification
 
-    from ftlab.plan import training_flops
+    from ftlab.planning.cost import training_flops
     from ftlab.strategies import apply_strategy
 
     torch.manual_seed(0)
@@ -184,7 +185,7 @@ def test_causal_lm_flops_estimate_is_within_ten_percent(tmp_path, tie, strategy)
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoModelForCausalLM
 
-    from ftlab.plan import training_flops
+    from ftlab.planning.cost import training_flops
     from ftlab.strategies import apply_strategy
     from tests.helpers import make_tiny_llama
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from ftlab.checks import FtlabError
+from ftlab.core.checks import FtlabError
 from ftlab.train import train
 from tests.helpers import compose, tiny_overrides
 from tests.test_cli import run_cli
@@ -100,8 +100,8 @@ def test_killed_cache_build_leaves_nothing_a_later_run_trusts(tiny_model_dir, ti
     cache = tmp_path / "cache"
     script = f"""
 import os, signal, datasets
-from ftlab.data import FineTuneData
-from ftlab.models import load_tokenizer
+from ftlab.data.datamodule import FineTuneData
+from ftlab.model.loading import load_tokenizer
 real = datasets.DatasetDict.save_to_disk
 def save_then_die(self, path, **kw):
     real(self, path, **kw)  # the files are there, in the build directory, but the build never finishes
@@ -116,8 +116,8 @@ FineTuneData(cfg, load_tokenizer({{"pretrained_model_name_or_path": {str(tiny_mo
     built = list((cache / "data").iterdir())
     assert built and all(p.name.startswith(".tmp-") for p in built)  # only the abandoned build directory
 
-    from ftlab.data import FineTuneData
-    from ftlab.models import load_tokenizer
+    from ftlab.data.datamodule import FineTuneData
+    from ftlab.model.loading import load_tokenizer
 
     cfg = dict(source="files", path=str(tiny_csv), text_column="text", label_column="label", val_size=0.1,
                test_size=0.1, cache_dir=str(cache))

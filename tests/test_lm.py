@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from ftlab.tasks import lm
-from ftlab.models import load_tokenizer
-from ftlab.module import FineTuneModule
+from ftlab.model.loading import load_tokenizer
 from ftlab.strategies import apply_strategy
+from ftlab.tasks import lm
 from ftlab.train import train
+from ftlab.training.module import FineTuneModule
 from tests.helpers import compose, make_tiny_llama, make_tiny_text
 
 
@@ -69,8 +69,9 @@ def test_prompt_masking_without_a_chat_template(tokenizer):
 
 
 def test_pad_collator_ignores_padding():
-    batch = lm.PadCollator(pad_token_id=2)([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
-                                            {"input_ids": [8], "attention_mask": [1], "labels": [8]}])
+    batch = lm.PadCollator(pad_token_id=2)([
+        {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": [-100, 6, 7]},
+        {"input_ids": [8], "attention_mask": [1], "labels": [8]}])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 2, 2]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftlab.module import FineTuneModule
-from ftlab.optimization import param_groups
+from ftlab.training.module import FineTuneModule
+from ftlab.training.optimization import param_groups
 
 OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 3e-3, "weight_decay": 0.01}
 
@@ -84,7 +84,8 @@ def test_loss_goes_down_over_a_few_steps(tiny_model_dir):
 def test_warmup_and_linear_decay(tiny_model_dir):
     import lightning as L
 
-    module = make_module(tiny_model_dir, {"name": "full"}, {"name": "linear", "warmup_ratio": 0.2, "warmup_steps": None})
+    schedule = {"name": "linear", "warmup_ratio": 0.2, "warmup_steps": None}
+    module = make_module(tiny_model_dir, {"name": "full"}, schedule)
     trainer = L.Trainer(max_steps=10, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False)
     module.trainer = trainer

@@ -71,7 +71,7 @@ def test_labels_align_to_the_first_sub_token_only(ner_model_dir):
 
 def test_byte_level_bpe_words_keep_their_leading_space_and_align_like_bert(ner_roberta_dir):
     """RoBERTa / GPT-2 tokenizers encode a word after a space differently; pre-split words get that space too."""
-    from ftlab.models import load_tokenizer
+    from ftlab.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer({"pretrained_model_name_or_path": str(ner_roberta_dir)}, "token_classification")
     label2id = {t: i for i, t in enumerate(TAGS)}
@@ -129,8 +129,8 @@ def test_metrics_equal_hand_computed_values():
 
 
 def test_batches_pad_labels_with_ignore_index(ner_model_dir, conll, tmp_path):
-    from ftlab.data import FineTuneData
-    from ftlab.models import load_tokenizer
+    from ftlab.data.datamodule import FineTuneData
+    from ftlab.model.loading import load_tokenizer
 
     cfg = dict(source="conll", path=str(conll), val_size=0.2, test_size=0.2, cache_dir=str(tmp_path))
     dm = FineTuneData(cfg, load_tokenizer({"pretrained_model_name_or_path": str(ner_model_dir)}), 32, 8,

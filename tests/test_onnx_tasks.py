@@ -10,9 +10,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ftlab.checks import ConfigError
-from ftlab.config import validate_config
+from ftlab.core.checks import ConfigError
 from ftlab.train import train
+from ftlab.validate import validate_config
 from tests.helpers import compose, make_tiny_conll, make_tiny_llama, make_tiny_ner_bert, make_tiny_text, tiny_overrides
 from tests.test_lm import lm_overrides
 from tests.test_ner import ner_overrides
@@ -56,8 +56,9 @@ def test_ner_exports_token_logits_with_parity_on_test_rows(ner_job):
     parity = json.loads((out / "onnx" / "parity.json").read_text())
     assert parity["task"] == "token_classification" and parity["inputs"] == 12  # the 12 real test sentences
     assert parity["max_abs_logit_diff"] <= 1e-4
-    from ftlab.deploy.runners import OnnxModel
     from transformers import AutoTokenizer
+
+    from ftlab.deploy.runners import OnnxModel
 
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     enc = tokenizer(["john visited new york", "mary"], padding=True, return_tensors="pt")

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from ftlab.checks import FtlabError
-from ftlab.models import block_stack
-from ftlab.prefix_cache import PrefixCache
+from ftlab.core.checks import FtlabError
+from ftlab.model.anatomy import block_stack
 from ftlab.strategies import apply_strategy
 from ftlab.strategies.frozen_prefix import frozen_boundary, frozen_modules
 from ftlab.train import train
+from ftlab.training.prefix_store import PrefixCache
 from tests.helpers import compose, tiny_overrides
 from tests.test_architectures import ARCHITECTURES, build
 
@@ -87,16 +87,16 @@ RUN = ["trainer.max_epochs=3", "strategy.frozen_dropout=false", "logger=csv", "t
 @pytest.fixture
 def replays(monkeypatch):
     """How many training steps read the cache instead of running the frozen blocks."""
-    import ftlab.prefix_cache
+    import ftlab.training.prefix_store
 
     count = {"steps": 0}
-    original = ftlab.prefix_cache._replaced
+    original = ftlab.training.prefix_store._replaced
 
     def counted(*args):
         count["steps"] += 1
         return original(*args)
 
-    monkeypatch.setattr(ftlab.prefix_cache, "_replaced", counted)
+    monkeypatch.setattr(ftlab.training.prefix_store, "_replaced", counted)
     return count
 
 
@@ -121,7 +121,7 @@ def assert_same_run(a, b):
 @pytest.mark.parametrize("strategy", [["strategy=partial"], ["strategy=head_only"],
                                       ["strategy=lora", "strategy.layers=1"]])
 def test_a_cached_job_equals_the_same_job_without_the_cache(tiny_model_dir, tiny_csv, tmp_path, replays, strategy):
-    from ftlab.data import token_counts
+    from ftlab.data.datamodule import token_counts
 
     plain = job(tiny_model_dir, tiny_csv, tmp_path / "plain", tmp_path / "cache", *strategy)
     cached = job(tiny_model_dir, tiny_csv, tmp_path / "cached", tmp_path / "cache", *strategy, "cache_frozen=true")
@@ -161,7 +161,7 @@ def test_a_stale_or_broken_cache_is_rebuilt_never_used(tiny_model_dir, tiny_csv,
     [published] = list((tmp_path / "cache" / "prefix").iterdir())
     damage(published)
     replays["steps"] = 0
-    with caplog.at_level(logging.WARNING, logger="ftlab.prefix_cache"):
+    with caplog.at_level(logging.WARNING, logger="ftlab.training.prefix_cache"):
         again = job(tiny_model_dir, tiny_csv, tmp_path / "again", tmp_path / "cache", "strategy=partial",
                     "cache_frozen=true")
     assert warning in caplog.text

@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from ftlab.retention import BEFORE_FILE, linear_cka, python_docs_passages, read_passages
+from ftlab.probes.retention import linear_cka
+from ftlab.probes.retention_source import BEFORE_FILE, python_docs_passages, read_passages
 from ftlab.train import train
 from tests.helpers import CLASS_WORDS, compose, make_tiny_llama, make_tiny_text, tiny_overrides
 from tests.test_bad_inputs import refused
@@ -56,7 +57,8 @@ def test_lm_retention_perplexity_equals_the_hand_computation(llama_dir, text_jso
     held_out = tmp_path / "held_out.txt"
     held_out.write_text(LM_PASSAGES)
     passages = read_passages(str(held_out))
-    assert passages[:2] == ["the cat sat on a mat and then slept", "a dog ran quickly on the log"] and len(passages) == 4
+    assert passages[:2] == ["the cat sat on a mat and then slept", "a dog ran quickly on the log"]
+    assert len(passages) == 4
     out = tmp_path / "job"
     metrics = train(compose(lm_overrides(llama_dir, text_jsonl, out, "trainer.max_epochs=2", "eval_batch_size=3",
                                          f"retention.source={held_out}")))
@@ -75,7 +77,7 @@ def test_lm_retention_perplexity_equals_the_hand_computation(llama_dir, text_jso
 
 
 def test_resumed_job_reports_the_untuned_values_of_its_first_run(llama_dir, text_jsonl, tmp_path):
-    from ftlab.runtime.resume import TrainingInterrupted
+    from ftlab.training.resume import TrainingInterrupted
 
     held_out = tmp_path / "held_out.txt"
     held_out.write_text(LM_PASSAGES)
@@ -172,7 +174,8 @@ def test_bad_retention_setting(override, tiny_model_dir, tiny_csv, tmp_path):
 def test_retention_table_without_the_text_field(tiny_model_dir, tiny_csv, tmp_path):
     message = refused(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, f"retention.source={tiny_csv}",
                                      "retention.text_field=body"), tmp_path)
-    assert f"retention.source: {tiny_csv}: no column 'body' (retention.text_field); columns there: text, label" in message
+    expected = f"retention.source: {tiny_csv}: no column 'body' (retention.text_field); columns there: text, label"
+    assert expected in message
 
 
 def test_retention_file_with_too_few_passages(tiny_model_dir, tiny_csv, tmp_path):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 
-
-from ftlab.samplers import LengthGroupedSampler, ResumableSampler
+from ftlab.data.samplers import LengthGroupedSampler, ResumableSampler
 
 # 1,000 examples of 5 to 128 tokens, in batches of 8: 125 batches, megabatches of 31 (1000 // 32) batches.
 _rng = random.Random(0)
@@ -66,8 +65,8 @@ def test_two_ranks_share_the_epoch_and_step_batches_of_similar_length():
 
 
 def test_the_data_module_groups_training_batches_only(tiny_model_dir, tmp_path):
-    from ftlab.data import FineTuneData, token_counts
-    from ftlab.models import load_tokenizer
+    from ftlab.data.datamodule import FineTuneData, token_counts
+    from ftlab.model.loading import load_tokenizer
 
     # 60 distinct rows of 4 to 15 tokens.
     rows = ["text,label"] + [f"{' '.join(['apple'] * (1 + i % 12))} {i},{'food' if i % 2 else 'tech'}"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ftlab.checks import ConfigError
+from ftlab.core.checks import ConfigError
 from tests.helpers import compose, tiny_overrides
 from tests.test_report import read_csv
 
@@ -65,7 +65,7 @@ def test_settings_are_checked_with_the_key_and_the_choices():
         check_settings(["val/acc"], ["maximize"], {"_target_": "x"}, 2, 1, "val/loss", None)
     # the trial keys that the search sets come together
     cfg = compose(["hparams_search=optuna", "search.trial=3", "output_dir=/tmp/unused"])
-    from ftlab.config import validate_config
+    from ftlab.validate import validate_config
     with pytest.raises(ConfigError, match="search.storage, search.study and search.trial together; missing: "
                                           "search.storage, search.study"):
         validate_config(cfg)

@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftlab.runtime.distributed import fsdp_units, shard_model
-from ftlab.models import load_model, param_name
+from ftlab.model.anatomy import param_name
+from ftlab.model.loading import load_model
 from ftlab.strategies import apply_strategy
+from ftlab.training.distributed import fsdp_units, shard_model
 from tests.helpers import make_tiny_csv, make_tiny_llama, tiny_overrides
 from tests.test_cli import run_cli
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ftlab.sweeps.identity import group_name
 from ftlab.sweeps.sweep_dir import read_curve
+from ftlab.tracking.identity import group_name
 from tests.helpers import tiny_overrides, wandb_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ftlab.models import count_parameters, find_parts
+from ftlab.model.anatomy import count_parameters, find_parts
 from ftlab.strategies import StrategyError, apply_strategy
 
 
 @pytest.fixture
 def bert(tiny_model_dir):
-    from ftlab.models import load_model
+    from ftlab.model.loading import load_model
 
     return load_model({"pretrained_model_name_or_path": str(tiny_model_dir)}, ["a", "b", "c"])
 
@@ -25,7 +25,8 @@ HEAD = ("bert.pooler.", "classifier.")
 def test_parts_of_bert(bert):
     parts = find_parts(bert)
     assert set(parts.embeddings) == names(bert, "bert.embeddings.")
-    assert [set(b) for b in parts.blocks] == [names(bert, "bert.encoder.layer.0."), names(bert, "bert.encoder.layer.1.")]
+    blocks = [names(bert, "bert.encoder.layer.0."), names(bert, "bert.encoder.layer.1.")]
+    assert [set(b) for b in parts.blocks] == blocks
     assert set(parts.head) == names(bert, *HEAD)
 
 
@@ -54,8 +55,8 @@ def test_selecting_nothing_is_an_error(bert):
 
 
 def test_unknown_strategy_lists_choices(bert):
-    with pytest.raises(StrategyError, match="valid choices: full, partial, head_only, bitfit, pattern, gradual_unfreezing, "
-                                            "lora, ia3"):
+    choices = "full, partial, head_only, bitfit, pattern, gradual_unfreezing, lora, ia3"
+    with pytest.raises(StrategyError, match=f"valid choices: {choices}"):
         apply_strategy(bert, {"name": "prefix_tuning"})
 
 

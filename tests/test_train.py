@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from ftlab.module import FineTuneModule
 from ftlab.train import train
+from ftlab.training.module import FineTuneModule
 from tests.helpers import compose, finished_wandb_records, tiny_overrides
 
 LEARN = ["trainer.max_epochs=8", "lr=3e-3", "callbacks.early_stopping=null"]

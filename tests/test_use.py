@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from ftlab.module import FineTuneModule
 from ftlab.deploy.predict import main as predict_main
 from ftlab.train import train
+from ftlab.training.module import FineTuneModule
 from tests.helpers import compose, tiny_overrides
 
 TEXTS = ["goal team coach league", "pasta soup cheese bread", "laptop chip server cloud", "ball score big news"]

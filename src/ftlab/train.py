@@ -14,28 +14,30 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.config import validate_config
-from ftlab.data import FineTuneData
+from ftlab.core.trainer_settings import trainer_settings
+from ftlab.data.datamodule import FineTuneData
 from ftlab.deploy.card import write_model_card
-from ftlab.device_plan import device_section
 from ftlab.deploy.curves import write_curves
 from ftlab.deploy.export import export_model, format_metrics, write_metrics
 from ftlab.deploy.release import JobTestSplit, release
-from ftlab.model_files import config_only
-from ftlab.models import load_tokenizer
-from ftlab.module import FineTuneModule
-from ftlab.optimization import learning_rate
-from ftlab.plan import format_plan, job_plan, planned_model, write_plan
-from ftlab.prefix_cache import build_prefix_cache
-from ftlab.retention import describe as describe_retention, retention_callbacks, retention_metrics
-from ftlab.runtime.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
-from ftlab.runtime.checkpointing import SafeCheckpointIO
-from ftlab.runtime.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch, spawns_processes
-from ftlab.runtime.loggers import build_loggers, finish_loggers
-from ftlab.runtime.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
-from ftlab.runtime.validation_schedule import CurvePoints, keep_patience_in_epochs, validation_interval
+from ftlab.model.loading import load_tokenizer
+from ftlab.model.local_files import config_only
+from ftlab.planning.cost import format_plan, job_plan, planned_model, write_plan
+from ftlab.planning.devices import device_section
+from ftlab.probes.retention import describe as describe_retention
+from ftlab.probes.retention import retention_callbacks, retention_metrics
 from ftlab.strategies import strategy_label
 from ftlab.sweeps.pruning import TrialPruning, trial_pruning, write_pruned
+from ftlab.tracking.loggers import build_loggers, finish_loggers
+from ftlab.training.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
+from ftlab.training.checkpointing import SafeCheckpointIO
+from ftlab.training.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch
+from ftlab.training.module import FineTuneModule
+from ftlab.training.optimization import learning_rate
+from ftlab.training.prefix_cache import build_prefix_cache
+from ftlab.training.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
+from ftlab.training.validation_schedule import CurvePoints, keep_patience_in_epochs, validation_interval
+from ftlab.validate import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    precision = str(cfg.trainer.get("precision", "32-true"))
+    settings = trainer_settings(cfg.trainer)
     if cfg.get("plan_only") and config_only(_plain(cfg.model)):  # too big for here: planned from config.json alone
-        plan = job_plan(cfg, *planned_model(_plain(cfg.model), cfg.task, _plain(cfg.strategy), precision))
+        plan = job_plan(cfg, *planned_model(_plain(cfg.model), cfg.task, _plain(cfg.strategy), settings))
         return {"plan": _publish_plan(cfg, plan, out_dir)}
 
     tokenizer = load_tokenizer(_plain(cfg.model), cfg.task)
@@ -80,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("plan_only"):
         return {"plan": plan, **module.param_counts}
 
-    if spawns_processes(cfg.trainer):
+    if settings.spawns_processes:
         prepare_rank_relaunch()
         with job_scoped_distributed():
             return _run(cfg, datamodule, module, plan, out_dir)
@@ -134,7 +136,7 @@ def build_trainer(cfg: DictConfig, loggers: list, datamodule: FineTuneData,
     if (pruning := trial_pruning(cfg)) is not None:
         callbacks.append(pruning)
     plugins = []
-    if "deepspeed" not in str(cfg.trainer.get("strategy")).lower():  # DeepSpeed writes its own checkpoint folders
+    if not trainer_settings(cfg.trainer).deepspeed:  # DeepSpeed writes its own checkpoint folders
         plugins.append(SafeCheckpointIO())
     if "SLURM_JOB_ID" in os.environ:
         from lightning.pytorch.plugins.environments import SLURMEnvironment

@@ -6,9 +6,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ftlab.optimization import learning_rate
+from ftlab.deploy.variants import table, warning
 from ftlab.strategies import ADAPTERS
 from ftlab.tasks import get_task
+from ftlab.training.optimization import learning_rate
 
 
 def reproduce_command() -> str:
@@ -30,6 +31,7 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, Any], command: str) -> st
     scores = "\n".join(f"| {k} | {metrics[k]:.4f} |" for k in sorted(metrics)
                        if k.startswith(("val/", "test/", "before/", "retention/")) and isinstance(metrics[k], float))
     trainer = cfg["trainer"]
+    options = ", ".join(f"{k}={v}" for k, v in strategy.items() if k != "name") or "no options"
     labels = task.card_labels(metrics)
     retention = (f"\n`retention/` rows: general text that is not the fine-tuning data ({metrics['retention/source']}), "
                  "measured on the untuned model and on this one." if "retention/source" in metrics else "")
@@ -45,7 +47,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
 - **Base checkpoint:** `{cfg['model']['pretrained_model_name_or_path']}`
 - **Data:** `{data.get('path') or data.get('name')}` ({data['source']}); train / validation / test =
   {sizes['train']} / {sizes['validation']} / {sizes['test']} examples ({task.split_description}, seed {cfg['seed']})
-{labels}- **Strategy:** `{strategy['name']}` ({', '.join(f'{k}={v}' for k, v in strategy.items() if k != 'name') or 'no options'});
+{labels}- **Strategy:** `{strategy['name']}` ({options});
   trainable parameters {metrics['params/trainable']:,} of {metrics['params/total']:,}
   ({100 * metrics['params/trainable_fraction']:.2f}%){adapter}
 - **Hyperparameters:** lr {learning_rate(cfg)}, batch size {cfg['batch_size']}, max length {cfg['max_length']},
@@ -84,7 +86,6 @@ DEPLOY_HEADING = "## Deployment (ONNX Runtime)"
 
 def deploy_section(metrics: dict[str, Any]) -> str:
     """The card's comparison of PyTorch fp32, ONNX fp32 and ONNX int8 (``onnx.quantize=int8``), or ''."""
-    from ftlab.deploy.variants import table, warning
 
     report = metrics.get("deploy")
     if not report:

@@ -21,11 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftlab.checks import FtlabError
+from ftlab.core.checks import FtlabError
 from ftlab.deploy.export import set_permissions
 from ftlab.deploy.onnx_graphs import UnsupportedModel, export_graph, position_ids
 from ftlab.deploy.predict import check_model_dir, model_task
-from ftlab.deploy.runners import OnnxModel, OnnxUnavailable, require_onnx
+from ftlab.deploy.runners import OnnxModel, require_onnx
+from ftlab.tasks import get_task
 
 MAX_ABS_DIFF = 1e-4
 DEFAULT_TEXTS = [
@@ -35,7 +36,7 @@ DEFAULT_TEXTS = [
     "Ministers will vote on the budget next week.",
 ]
 
-__all__ = ["MAX_ABS_DIFF", "OnnxUnavailable", "ParityError", "UnsupportedModel", "check_exportable", "check_out_dir",
+__all__ = ["MAX_ABS_DIFF", "ParityError", "UnsupportedModel", "check_exportable", "check_out_dir",
            "export_onnx"]
 
 
@@ -113,7 +114,6 @@ def _export(path: Path, out_dir: Path, tmp: Path, texts: list[str], repeats: int
     import torch
     from transformers import AutoTokenizer
 
-    from ftlab.tasks import get_task
 
     task = model_task(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)

@@ -15,13 +15,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ftlab.checks import DataError, FtlabError, ToolParser, existing_dir
-from ftlab.model_files import model_dir_problem
+from ftlab.core.atomic_files import atomic_write
+from ftlab.core.checks import DataError, FtlabError, ToolParser, existing_dir
+from ftlab.model.local_files import model_dir_problem
 from ftlab.tasks import TASKS, get_task
+from ftlab.tasks.tables import read_table, read_text
 
 MODEL_DIR_HELP = ("give a job directory (with model/) or an exported model directory (config.json, tokenizer files, "
                   "model.safetensors)")
@@ -68,7 +69,6 @@ def read_texts(path: str | Path, text_column: str = "text", option: str = "--inp
     if suffix not in INPUT_SUFFIXES:
         raise DataError(f"{where}: unsupported suffix {suffix or '(none)'!r}; valid: {', '.join(INPUT_SUFFIXES)} "
                         "(.txt: one text per line; the others: a text column)")
-    from ftlab.tasks.tables import read_table, read_text
 
     try:
         text = read_text(path, fix="save the file as UTF-8") if suffix != ".parquet" else None
@@ -146,16 +146,11 @@ def check_output(output: str | Path, input_path: str | Path | None = None, optio
 
 def _write_atomically(out: Path, lines: Iterator[str]) -> None:
     """Write ``lines`` to a temporary file next to ``out``, renamed to ``out`` only when all were written."""
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+
+    atomic_write(out, write)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
 
 QUANTIZE_CHOICES = (None, "int8")
 ONNX_OPTIONS = ("quantize", "tolerance")

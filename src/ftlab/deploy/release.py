@@ -16,12 +16,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftlab.checks import FtlabError, ToolParser, at_least
-from ftlab.deploy.onnx import (DEFAULT_TEXTS, OnnxUnavailable, ParityError, UnsupportedModel, check_exportable,
-                               check_out_dir, export_onnx)
+from ftlab.core.atomic_files import atomic_write
+from ftlab.core.checks import FtlabError, ToolParser, at_least
+from ftlab.core.saved_config import check_saved_config
+from ftlab.data.datamodule import FineTuneData
+from ftlab.deploy.card import with_deploy_section
+from ftlab.deploy.export import write_metrics
+from ftlab.deploy.onnx import (
+    DEFAULT_TEXTS,
+    ParityError,
+    UnsupportedModel,
+    check_exportable,
+    check_out_dir,
+    export_onnx,
+)
 from ftlab.deploy.predict import read_texts
 from ftlab.deploy.quantize import INT8_FILE, file_size, quantize_int8
+from ftlab.deploy.runners import OnnxModel
 from ftlab.deploy.variants import compare, flat_metrics, table, warning
+from ftlab.model.loading import load_tokenizer
+from ftlab.tasks import get_task
 
 PARITY_TEXTS = 16  # test rows the parity check runs on
 
@@ -50,12 +64,9 @@ def release(model_dir: Path, out_dir: Path, texts: list[str] | None = None, quan
     out: dict[str, Any] = {"onnx": export_onnx(model_dir, out_dir, texts)}
     if quantize != "int8":
         return out
-    tmp = out_dir / f".{INT8_FILE}.tmp"
-    os.replace(quantize_int8(out_dir / "model.onnx", tmp), out_dir / INT8_FILE)
-    os.chmod(out_dir / INT8_FILE, 0o644)
+    atomic_write(out_dir / INT8_FILE, lambda tmp: quantize_int8(out_dir / "model.onnx", tmp))
     if test is None:
         return out
-    from ftlab.deploy.runners import OnnxModel
 
     torch_model = test.task.model_class().from_pretrained(model_dir, trust_remote_code=False).eval()
     models = {"torch_fp32": torch_model, "onnx_fp32": OnnxModel(out_dir / "model.onnx"),
@@ -79,10 +90,6 @@ def job_test_split(job: Path, model_dir: Path) -> JobTestSplit:
     """The test split of the job in ``job``, rebuilt from its saved config with the exported tokenizer."""
     from omegaconf import OmegaConf
 
-    from ftlab.data import FineTuneData
-    from ftlab.models import load_tokenizer
-    from ftlab.runtime.saved_config import check_saved_config
-    from ftlab.tasks import get_task
 
     saved = job / ".hydra" / "config.yaml"
     if not saved.is_file():
@@ -103,8 +110,6 @@ def job_test_split(job: Path, model_dir: Path) -> JobTestSplit:
 
 def update_job_files(job: Path, added: dict[str, Any]) -> None:
     """Add the comparison to an existing job's metrics.json and its model card's deployment section."""
-    from ftlab.deploy.card import with_deploy_section
-    from ftlab.deploy.export import write_metrics
 
     metrics_path = job / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.tolerance, test)
         if test is not None:
             update_job_files(job, added)
-    except (FtlabError, OnnxUnavailable, ParityError, UnsupportedModel) as err:
+    except (FtlabError, ParityError, UnsupportedModel) as err:
         sys.exit(f"ftlab.onnx_export: {' '.join(str(err).split())}")
     print(json.dumps(added.get("deploy", added["onnx"]), indent=2))
     return 0

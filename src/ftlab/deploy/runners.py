@@ -7,7 +7,6 @@ the serving backends and the fp32 / int8 comparison swap the model's ``forward``
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,22 +14,17 @@ import numpy as np
 import torch
 from transformers.utils import ModelOutput
 
+from ftlab.core.extras import require_extras
 from ftlab.deploy.onnx_graphs import LM_INPUTS, position_ids
 
 
-class OnnxUnavailable(RuntimeError):
-    """Raised when onnx / onnxruntime / onnxscript are not installed."""
-
-
 def require_onnx():
-    """The ``onnxruntime`` module, after checking that the exporter's modules are installed too."""
-    try:
-        for name in ("onnx", "onnxscript"):  # the exporter needs both, imported lazily by torch
-            importlib.import_module(name)
-        import onnxruntime
-    except ImportError as err:
-        raise OnnxUnavailable(
-            f"ONNX export needs the onnx extra ({err.name} is missing): pip install -e \".[onnx]\"") from err
+    """The ``onnxruntime`` module, after checking that the exporter's modules (``onnx``, ``onnxscript``, imported
+    lazily by torch) are installed too."""
+    require_extras("ONNX export", "onnx")
+    # Local: onnxruntime is the optional onnx extra.
+    import onnxruntime
+
     return onnxruntime
 
 
@@ -87,9 +81,3 @@ def _numpy(value) -> np.ndarray:
     array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
     return array.astype(np.int64, copy=False)
 
-
-def swap_forward(model, onnx: OnnxModel):
-    """``model`` with its forward pass run by ``onnx``; everything else (config, labels, the pipelines' pre- and
-    post-processing) stays the model's own. Returns the model."""
-    model.forward = onnx  # an instance attribute: nn.Module.__call__ looks it up before the class's forward
-    return model

@@ -16,9 +16,11 @@ import litserve as ls
 from ftlab.serving.limits import BadRequest, Limits, request_texts
 from ftlab.serving.loop import WaitingBatchedLoop
 
+
 def load_predictor(model_dir: Path, onnx_file: Path | None, max_length: int, max_new_tokens: int):
     """The task's batch predictor for the exported model in ``model_dir``, its forward pass run by ONNX Runtime on
     ``onnx_file`` when given."""
+    # Local: this module is imported by the server before it forks the inference process, which alone needs torch.
     from ftlab.deploy.predict import model_task
     from ftlab.deploy.runners import OnnxModel
     from ftlab.tasks import get_task

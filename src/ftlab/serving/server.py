@@ -20,7 +20,8 @@ import socket
 import sys
 import tempfile
 
-from ftlab.checks import FtlabError, ToolParser, at_least
+from ftlab.core.checks import FtlabError, ToolParser, at_least
+from ftlab.core.extras import require_extras
 from ftlab.serving.limits import Limits
 
 BACKENDS = {"torch": None, "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}  # --onnx, --onnx-int8: onnx/<file>
@@ -63,14 +64,10 @@ def parser() -> ToolParser:
 
 def check(args) -> dict:
     """Everything the server needs, checked: the model directory, the backend's file, the port, the batching."""
-    import importlib.util
-
+    # Local, as the transformers import below: they load torch and transformers, which `--help` must not wait for.
     from ftlab.deploy.predict import check_model_dir, model_task
 
-    needed = ("litserve", "prometheus_client", *(("onnxruntime",) if args.backend != "torch" else ()))
-    if missing := [m for m in needed if importlib.util.find_spec(m) is None]:
-        raise FtlabError(f"serving needs the serve extra{' and the onnx extra' if args.backend != 'torch' else ''} "
-                         f"({', '.join(missing)} missing): pip install -e \".[serve,onnx]\"")
+    require_extras("serving", "serve", *(("onnx",) if args.backend != "torch" else ()))
     model_dir = check_model_dir(args.model)
     task = model_task(model_dir)
     onnx_file = None
@@ -92,7 +89,7 @@ def check(args) -> dict:
     _check_port(args.host, args.port)
     from transformers import AutoConfig
 
-    from ftlab.models import max_positions
+    from ftlab.model.loading import max_positions
 
     # A longer input than the model's position embeddings would fail inside the model (a 500 per request).
     limit = max_positions(AutoConfig.from_pretrained(model_dir, trust_remote_code=False)) or 512
@@ -142,6 +139,8 @@ def serve(args, plan: dict) -> None:
         import litserve as ls
         from fastapi import Response
 
+        # Local: litserve and prometheus_client are the optional serve extra, and the metrics module must be imported
+        # after PROMETHEUS_MULTIPROC_DIR is set.
         from ftlab.serving import metrics
         from ftlab.serving.api import PredictAPI
         from ftlab.serving.gate import PredictGate

@@ -13,7 +13,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import nn
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
+from ftlab.model.anatomy import ArchitectureError, find_parts
 from ftlab.strategies.adapters import Adapter
 from ftlab.strategies.base import Selection, Strategy, StrategyError
 from ftlab.strategies.freezing import BitFit, Full, GradualUnfreezing, HeadOnly, Partial, Pattern
@@ -56,7 +57,6 @@ def strategy_label(strategy: dict[str, Any]) -> str:
 
 def check_strategy(c: Checker, model: nn.Module | None) -> None:
     """Record problems with ``strategy.*`` on ``model`` (meta device; None when the model could not be built)."""
-    from ftlab.models import ArchitectureError, find_parts
 
     if not c.choice("strategy.name", tuple(STRATEGIES)):
         return

@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from ftlab.checks import Checker
-from ftlab.models import ArchitectureError, block_stack, find_parts
+from ftlab.core.checks import Checker
+from ftlab.model.anatomy import ArchitectureError, block_stack, find_parts
 from ftlab.strategies.base import Selection, Strategy
 
 # transformers class name suffix -> PEFT task type (it decides which head PEFT also trains, and how it is saved).

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
 
 
 class StrategyError(ValueError):

@@ -13,8 +13,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from torch import nn
 
-from ftlab.checks import Checker
-from ftlab.models import find_parts
+from ftlab.core.checks import Checker
+from ftlab.model.anatomy import find_parts
 from ftlab.strategies.base import Selection, Strategy, StrategyError
 
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ftlab.models import _base_model, block_stack, find_parts
-from ftlab.plan import lowest_backward_block
+from ftlab.model.anatomy import base_model, block_stack, find_parts, lowest_backward_block
 
 
 def frozen_boundary(model: nn.Module) -> int:
@@ -21,7 +20,7 @@ def frozen_boundary(model: nn.Module) -> int:
 def before_blocks(model: nn.Module) -> list[nn.Module]:
     """The base model's modules that run before the block stack: the embeddings, and modules without parameters
     between them and the blocks (GPT-2's embedding dropout ``transformer.drop``)."""
-    base, _ = _base_model(model)
+    base, _ = base_model(model)
     _, stack = block_stack(model)
     found = []
     for child in base.children():

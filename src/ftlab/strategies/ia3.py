@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
 from ftlab.strategies.adapters import Adapter, module_regex, peft_task_type, transposed
 
 # IA3 scales keys, values and the input of the feed-forward output layer. PEFT's own per-architecture table covers
@@ -28,6 +28,8 @@ class IA3(Adapter):
     def defaults(model: nn.Module) -> tuple[list[str], list[str]] | None:
         from peft.utils import (
             TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as FEEDFORWARD,
+        )
+        from peft.utils import (
             TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as TARGETS,
         )
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from torch import nn
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
+from ftlab.core.extras import extra_problem
 from ftlab.strategies.adapters import Adapter, block_linears, module_regex, peft_task_type, transposed
 
 
@@ -63,13 +64,11 @@ class LoRA(Adapter):
         c.fraction("strategy.dropout")
         c.flag("strategy.use_dora")
         if c.choice("strategy.quantize", self.QUANTIZE) and c.get("strategy.quantize") == "4bit":
-            import importlib.util
-
             import torch
 
             if not torch.cuda.is_available() or c.get("trainer.accelerator") == "cpu":
                 c.fail("strategy.quantize", "QLoRA's 4-bit base (bitsandbytes) needs a CUDA GPU, and none is used "
                                             "here; valid: null (LoRA on the full-precision base)")
-            elif importlib.util.find_spec("bitsandbytes") is None:
-                c.fail("strategy.quantize", "needs bitsandbytes: pip install -e '.[qlora]'")
+            elif problem := extra_problem("qlora"):
+                c.fail("strategy.quantize", problem)
         super().check(c, model, blocks)

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from ftlab.sweeps.decision import lower_is_better
+from ftlab.core.metric_names import lower_is_better
 from ftlab.sweeps.sweep_dir import by_configuration
 
 AXES = {"train_time_s": "training time (s, validation excluded)", "samples": "training samples seen",

@@ -3,11 +3,11 @@ recommendation, so the decision sits next to the job runs it is made from."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from ftlab.sweeps.identity import group_name, run_id, saved_yaml
+from ftlab.tracking.identity import group_name, run_id, saved_yaml
+from ftlab.tracking.loggers import wandb_mode
 
 
 def wandb_settings(jobs: list[Path]) -> dict[str, Any] | None:
@@ -29,12 +29,9 @@ def log_report(sweep_dir: Path, settings: dict[str, Any], rows: list[dict[str, A
     """
     import wandb
 
-    from ftlab.runtime.loggers import has_wandb_credentials
-
-    mode = os.environ.get("WANDB_MODE") or ("online" if has_wandb_credentials() else "offline")
     run = wandb.init(project=settings.get("project"), entity=settings.get("entity"), group=group_name(sweep_dir),
                      name="sweep report", job_type="report", id=run_id(sweep_dir / "report"), resume="allow",
-                     dir=str(sweep_dir), mode=mode, reinit="create_new")
+                     dir=str(sweep_dir), mode=wandb_mode(), reinit="create_new")
     try:
         table = wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in rows])
         run.log({"report/summary": table, **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots},

@@ -12,14 +12,11 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftlab.core.metric_names import lower_is_better
 from ftlab.sweeps.sweep_dir import by_configuration
 
 COSTS = {"train_time_s": "train time (s)", "peak_memory_mb": "peak memory (MiB)", "trainable_pct": "trainable (%)"}
 FRACTION_METRICS = ("acc", "f1", "precision", "recall")
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric.endswith(("/loss", "/ppl"))
 
 
 def tolerance_amount(metric: str, points: float, best: float) -> tuple[float, str]:
@@ -122,7 +119,8 @@ def _fmt(value: float) -> str:
 
 def describe(config: Config, metric: str) -> str:
     spread = f" ± {_fmt(config.std)}" if len(config.scores) > 1 else ""
-    return f"**{config.label}** (`{config.name}`): {metric} {_fmt(config.mean)}{spread} over {len(config.scores)} seed(s)"
+    return (f"**{config.label}** (`{config.name}`): {metric} {_fmt(config.mean)}{spread} "
+            f"over {len(config.scores)} seed(s)")
 
 
 def comparison(p: Paired, metric: str) -> str:

@@ -7,7 +7,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ftlab.caching import atomic_write
+from ftlab.core.atomic_files import atomic_write
+from ftlab.core.metric_names import lower_is_better
+from ftlab.sweeps.budget import AXES
+from ftlab.sweeps.decision import COSTS, pareto_front
 
 
 def plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> list[Path]:
@@ -70,7 +73,6 @@ def pareto_plot(configs, metric: str, sweep_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ftlab.sweeps.decision import COSTS, pareto_front
 
     costs = [c for c in COSTS if any(c in config.costs for config in configs)]
     if not configs or not costs:
@@ -106,7 +108,6 @@ def budget_plot(all_curves, monitor: str, sweep_dir: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ftlab.sweeps.budget import AXES
 
     axes_present = [a for a in AXES if any(a in c.x for c in all_curves)]
     if not all_curves or not axes_present:
@@ -158,7 +159,6 @@ def retention_plot(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ftlab.sweeps.decision import lower_is_better
 
     done = [r for r in rows if r["status"] == "completed" and isinstance(r.get(metric), (int, float))]
     key = next((k for k in FORGETTING_AXES if any(isinstance(r.get(k), (int, float)) for r in done)), None)

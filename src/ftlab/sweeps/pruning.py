@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from ftlab.checks import FtlabError, ToolParser, at_least, memory_mib
+from ftlab.core.atomic_files import atomic_write
+from ftlab.core.checks import FtlabError, ToolParser, at_least, memory_mib
+from ftlab.deploy.variants import int8_warnings
+from ftlab.sweeps.budget import curves, leaders
 from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import configurations, decision_section, recommend
-from ftlab.sweeps.budget import curves, leaders
-from ftlab.deploy.variants import int8_warnings
 from ftlab.sweeps.plots import budget_plot, pareto_plot, plot, retention_plot
 from ftlab.sweeps.search_results import search_section
-from ftlab.caching import atomic_write
 from ftlab.sweeps.sweep_dir import by_configuration, check_sweep_dir, collect, collect_many
 
 log = logging.getLogger(__name__)

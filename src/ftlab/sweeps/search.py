@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.checks import ConfigError
+from ftlab.core.checks import ConfigError
 from ftlab.sweeps.search_results import write_results
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ def _override(key: str, value: Any) -> str:
 
 
 def finished_trials(study) -> list:
-    """Trials that count towards ``n_trials``: completed, pruned, or failed by their own job (not by an interruption)."""
+    """Trials that count towards ``n_trials``: completed, pruned, or failed by their own job (not by an
+    interruption)."""
     interrupted = set(study.user_attrs.get("interrupted", []))
     return [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and t.number not in interrupted]
 

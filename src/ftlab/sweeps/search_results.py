@@ -4,10 +4,11 @@ report's section on it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ftlab.caching import atomic_write
+from ftlab.core.atomic_files import atomic_write
 
 RESULTS_FILE = "search.json"
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftlab.checks import FtlabError, existing_dir
-from ftlab.sweeps.identity import job_label, saved_yaml, swept_keys
+from ftlab.core.checks import FtlabError, existing_dir
+from ftlab.tracking.identity import job_label, saved_yaml, swept_keys
 
 SWEEP_HELP = ("give a sweep directory such as outputs/multirun/DATE/TIME (it holds numbered job directories with "
               ".hydra/)")

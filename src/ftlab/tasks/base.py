@@ -7,12 +7,13 @@ path that asks the job's task object. A new task is one file with a ``Task`` sub
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
-from ftlab.checks import Checker
+from ftlab.core.checks import Checker
 from ftlab.tasks.readers import IGNORE_INDEX
 
 
@@ -35,10 +36,6 @@ class Task:
     def architecture_suffix(self) -> str:
         """What a saved model's architecture name ends with, e.g. ``ForTokenClassification``."""
         return self.auto_class.removeprefix("AutoModel")
-
-    def monitor_mode(self, monitor: str) -> str:
-        """Whether a validation metric is better when lower (loss, perplexity) or higher (accuracy, F1, ...)."""
-        return "min" if monitor.endswith(("/loss", "/ppl")) else "max"
 
     def model_class(self):
         """The ``transformers`` Auto class, e.g. ``AutoModelForTokenClassification``."""
@@ -120,8 +117,6 @@ class Task:
         ``transformers.pipeline``, one pipeline batch per call."""
         from transformers import pipeline
 
-        from ftlab.deploy.runners import swap_forward
-
         pipe = pipeline(self.pipeline_tag, model=str(path), trust_remote_code=False, **self.pipeline_kwargs)
         # The pipelines truncate (where they do) at the tokenizer's model_max_length: make that max_length at most.
         pipe.tokenizer.model_max_length = min(pipe.tokenizer.model_max_length or max_length, max_length)
@@ -137,3 +132,11 @@ class Task:
     def read_output(self, result) -> dict:
         """One pipeline result as ftlab's JSON line."""
         raise NotImplementedError
+
+
+def swap_forward(model, forward):
+    """``model`` with its forward pass run by ``forward`` (an ONNX Runtime session, ``ftlab.deploy.runners.OnnxModel``);
+    everything else (config, labels, the pipelines' pre- and post-processing) stays the model's own. Returns the
+    model."""
+    model.forward = forward  # an instance attribute: nn.Module.__call__ looks it up before the class's forward
+    return model

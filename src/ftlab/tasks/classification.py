@@ -18,13 +18,14 @@ from torchmetrics.classification import (
     MulticlassROC,
 )
 
-from ftlab.assets import resolve_path
-from ftlab.checks import Checker, DataError
-from ftlab.tasks.base import Task
+from ftlab.core.assets import resolve_path
+from ftlab.core.checks import Checker, DataError
+from ftlab.tasks.base import Task, swap_forward
 from ftlab.tasks.labelled_splits import clean_and_split
 from ftlab.tasks.labelled_texts import source_chunks, typed_labels
 from ftlab.tasks.readers import SPLIT_PATHS, check_columns, sample_limit
 from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
+
 
 def label_count(c: Checker) -> int | None:
     """Check that the data files exist and have the configured columns; return the number of classes."""
@@ -172,8 +173,6 @@ class TextClassification(Task):
         """``{"label", "score", "probs"}`` per text, label names from the model's config."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from ftlab.deploy.runners import swap_forward
 
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False).eval()

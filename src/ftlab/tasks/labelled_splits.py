@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.checks import DataError
+from ftlab.core.checks import DataError
 from ftlab.tasks.labelled_texts import Chunks, Examples, TableChunks, label_sort_key, typed_labels
 from ftlab.tasks.readers import SPLIT_PATHS
 

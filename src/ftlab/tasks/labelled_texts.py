@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from ftlab.assets import resolve_path
-from ftlab.checks import DataError
+from ftlab.core.assets import resolve_path
+from ftlab.core.checks import DataError
 from ftlab.tasks.readers import SPLIT_PATHS
 from ftlab.tasks.tables import CHUNK_ROWS, iter_table, read_text
 

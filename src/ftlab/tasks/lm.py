@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from ftlab.assets import resolve_path
-from ftlab.checks import Checker
+from ftlab.core.assets import resolve_path
+from ftlab.core.checks import Checker
 from ftlab.tasks.base import Task
 from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, sample_limit, split_items
 from ftlab.tasks.tables import read_table, read_text
@@ -42,7 +42,8 @@ def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
         else:
             frame = read_table(str(path), errors)
             if cfg.get("format", "text") == "prompt_response":
-                out[split] = list(zip(frame[cfg["prompt_column"]].astype(str), frame[cfg["response_column"]].astype(str)))
+                prompts, responses = frame[cfg["prompt_column"]], frame[cfg["response_column"]]
+                out[split] = list(zip(prompts.astype(str), responses.astype(str)))
             else:
                 out[split] = frame[cfg["text_column"]].astype(str).tolist()
     return out

@@ -15,8 +15,8 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from ftlab.assets import resolve_path
-from ftlab.checks import Checker, DataError
+from ftlab.core.assets import resolve_path
+from ftlab.core.checks import Checker, DataError
 from ftlab.tasks.base import Task
 from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, sample_limit, split_items
 from ftlab.tasks.tables import read_table, read_text

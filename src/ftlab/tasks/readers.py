@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ftlab.assets import resolve_path
-from ftlab.checks import Checker, DataError
+from ftlab.core.assets import resolve_path
+from ftlab.core.checks import Checker, DataError
 from ftlab.tasks.tables import TABULAR_SUFFIXES, read_table
 
 SPLITS = ("train", "validation", "test")

@@ -9,11 +9,12 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ftlab.caching import atomic_write
-from ftlab.checks import DataError
+from ftlab.core.atomic_files import atomic_write
+from ftlab.core.checks import DataError
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Data for training: the LightningDataModule every task shares, and resumable, exact samplers."""

@@ -1,0 +1,169 @@
+"""Load checkpoints and tokenizers (a task's head on top), and check ``model.*`` before any weights load."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ftlab.core.assets import resolve_path
+from ftlab.core.atomic_files import building
+from ftlab.core.checks import Checker
+from ftlab.model.local_files import model_dir_problem
+from ftlab.tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_dir(model_cfg: dict[str, Any]) -> str:
+    """Local directory (or hub name) to load from; a GGUF checkpoint is dequantised once into an fp32 cache."""
+    path = resolve_path(model_cfg["pretrained_model_name_or_path"])
+    if not model_cfg.get("gguf_file"):
+        return path
+    return dequantized_gguf(path, model_cfg["gguf_file"], _cache_dir(model_cfg))
+
+
+def _cache_dir(model_cfg: dict[str, Any]) -> str:
+    return os.path.expanduser(model_cfg.get("cache_dir") or os.environ.get("FTLAB_CACHE", "~/.cache/ftlab"))
+
+
+def _dequantized_path(source: Path, cache_dir: str) -> Path:
+    """Where the fp32 copy of a GGUF file lives, keyed by the file's path, size and mtime."""
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / "models" / f"{source.stem}-{key}"
+
+
+def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
+    """Dequantise ``directory/gguf_file`` with transformers' GGUF loader and save it as an fp32 checkpoint.
+
+    Dequantising takes seconds to minutes; the saved copy (keyed by the GGUF file's path, size and mtime)
+    reloads in well under a second, so only the first run pays.
+    """
+    source = Path(directory) / gguf_file
+    if not source.is_file():
+        raise FileNotFoundError(f"no GGUF file {source}")
+    target = _dequantized_path(source, cache_dir)
+    if (target / "config.json").exists():
+        return str(target)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once into %s", source, target)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32,
+                                                 trust_remote_code=False)
+    # save_pretrained refuses a model that still looks quantised; its weights are plain fp32 tensors now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with building(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return str(target)
+
+
+def load_tokenizer(model_cfg: dict[str, Any], task: str = "text_classification"):
+    """Load the fast tokenizer of a checkpoint, giving it a pad token when it has none (GPT-2, LLaMA)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir(model_cfg), revision=model_cfg.get("revision"),
+                                              use_fast=True, trust_remote_code=False,
+                                              **get_task(task).tokenizer_kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+MODEL_OPTIONS = ("pretrained_model_name_or_path", "revision", "gguf_file", "cache_dir", "gradient_checkpointing",
+                 "compile")
+# RoBERTa-style position ids start after the padding index: max_position_embeddings - (pad_token_id + 1) are usable.
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl")
+
+
+def max_positions(config) -> int | None:
+    """The longest input the model's position embeddings allow (None: not bounded by the config, e.g. ALiBi)."""
+    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if n and getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
+        n -= (config.pad_token_id or 0) + 1
+    return n
+
+
+def check_model(c: Checker) -> nn.Module | None:
+    """Record problems with ``model.*`` and ``max_length``; return the architecture on the meta device (no weights)
+    so that strategies can be checked against real parameter names, or None."""
+    key = "model.pretrained_model_name_or_path"
+    uri = c.get(key)
+    if uri is None:
+        c.fail(key, "required: a local checkpoint directory or a Hugging Face hub name")
+        return None
+    try:
+        path = resolve_path(str(uri))
+    except FileNotFoundError as err:
+        c.fail(key, str(err))
+        return None
+    gguf = c.get("model.gguf_file")
+    if gguf is not None and not Path(path, str(gguf)).is_file():
+        c.fail("model.gguf_file", f"no such file in {path}")
+        return None
+    if gguf is None and (os.path.isabs(path) or path.startswith(".") or Path(path).is_dir()):
+        if problem := model_dir_problem(Path(path), config_alone=bool(c.get("plan_only"))):
+            c.fail(key, problem)
+            return None
+    try:
+        model = meta_model(c.plain("model"), task=c.get("task"))
+    except Exception as err:  # hub names that cannot be reached, unknown architectures, broken configs
+        c.fail(key, f"cannot load its config: {type(err).__name__}: {str(err).splitlines()[0]}")
+        return None
+    limit = max_positions(model.config)
+    if limit and isinstance(c.get("max_length"), int) and c.get("max_length") > limit:
+        c.fail("max_length", f"the model has {limit} positions; valid: 1..{limit}")
+    return model
+
+
+def load_model(model_cfg: dict[str, Any], label_names: list[str], pad_token_id: int | None = None,
+               task: str = "text_classification", **load_kwargs: Any) -> nn.Module:
+    """Load the checkpoint with the task's head (a fresh one for ``label_names`` when the task has labels).
+
+    Remote code is never executed: only architectures that ship with ``transformers`` load. ``load_kwargs``: what
+    the strategy adds (``Strategy.load_kwargs``).
+    """
+    labels = {}
+    spec = get_task(task)
+    if spec.has_labels:
+        labels = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+                  "label2id": {name: i for i, name in enumerate(label_names)}}
+    model = spec.model_class().from_pretrained(
+        checkpoint_dir(model_cfg), revision=model_cfg.get("revision"), trust_remote_code=False,
+        dtype=torch.float32, **labels, **load_kwargs)
+    if pad_token_id is not None and model.config.pad_token_id is None:
+        # Decoder classifiers pool the last non-pad token and need to know which id is padding.
+        model.config.pad_token_id = pad_token_id
+    if model_cfg.get("gradient_checkpointing"):
+        # Non-reentrant: the reentrant variant returns no gradients when the blocks below are frozen
+        # (transformers issue 21381).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def meta_model(model_cfg: dict[str, Any], num_labels: int = 2, task: str = "text_classification") -> nn.Module:
+    """The model's architecture on the meta device: parameter names and shapes without loading weights.
+
+    A GGUF checkpoint is not dequantised for this: its config comes from the GGUF metadata (or the cached copy).
+    """
+    from transformers import AutoConfig
+
+    path = resolve_path(model_cfg["pretrained_model_name_or_path"])
+    kwargs: dict[str, Any] = {}
+    gguf = model_cfg.get("gguf_file")
+    if gguf:
+        cached = _dequantized_path(Path(path, gguf), _cache_dir(model_cfg))
+        path, kwargs = (str(cached), {}) if (cached / "config.json").exists() else (path, {"gguf_file": gguf})
+    config = AutoConfig.from_pretrained(path, revision=model_cfg.get("revision"), trust_remote_code=False,
+                                        num_labels=num_labels, **kwargs)
+    with torch.device("meta"):
+        return get_task(task).model_class().from_config(config, trust_remote_code=False)

@@ -1,0 +1,1 @@
+"""Measurements beside training: what fine-tuning forgets (retention)."""

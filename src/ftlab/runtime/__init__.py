@@ -1,1 +1,0 @@
-"""Running a job: callbacks, loggers, interruption and resumption, multi-process and sharding."""

@@ -1,0 +1,1 @@
+"""Experiment tracking: a job's identity inside a sweep, and its loggers (W&B, CSV)."""

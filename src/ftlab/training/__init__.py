@@ -1,0 +1,1 @@
+"""One training job's machinery: the LightningModule, optimizer, callbacks, checkpoints, resumption, processes."""

@@ -1,0 +1,152 @@
+"""Validate a composed config before anything heavy loads: each owner of a setting checks it, this gathers them
+and raises once (``ConfigError``: every problem with its key, value and the valid choices)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ftlab.core.checks import Checker, ConfigError
+from ftlab.core.extras import extra_problem
+from ftlab.core.metric_names import monitor_mode
+from ftlab.core.trainer_settings import CUDA_ONLY_PRECISIONS, PRECISIONS
+from ftlab.data.samplers import check_group_by_length
+from ftlab.deploy.quantize import check_onnx_options
+from ftlab.model.loading import MODEL_OPTIONS, check_model
+from ftlab.planning.devices import check_device_memory
+from ftlab.probes.retention_source import check_retention
+from ftlab.strategies import check_strategy
+from ftlab.sweeps.pruning import check_trial
+from ftlab.sweeps.search_space import SEARCH_OPTIONS
+from ftlab.tasks import TASKS
+from ftlab.tasks.readers import COMMON_DATA_OPTIONS, check_splits
+from ftlab.training.module import check_compile
+from ftlab.training.optimization import check_layer_decay, check_optimizer
+from ftlab.training.prefix_cache import check_cache_frozen
+from ftlab.training.validation_schedule import check_curve_points
+
+GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
+TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
+             "monitor_mode", "resume", "export_onnx", "onnx", "eval_before", "plan_only", "output_dir",
+             "curve_points", "cache_frozen", "cache_frozen_memory", "retention", "device_memory",
+             "search")  # search: options of hparams_search=optuna
+
+__all__ = ["ConfigError", "validate_config"]
+
+
+def _check_hardware(c: Checker) -> None:
+    """Precision and accelerator must be runnable here (fp16 has no CPU kernels for training); a plan
+    (``plan_only``) describes the devices of another machine, so only the precision's name is checked for it."""
+    import torch
+
+    if c.get("plan_only"):
+        c.choice("trainer.precision", (*PRECISIONS, None))
+        return
+    accelerator = str(c.get("trainer.accelerator") or "auto")
+    has_cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not has_cuda:
+        c.fail("trainer.accelerator", "no CUDA GPU is visible here; valid choices: cpu, auto")
+    devices = str(c.get("trainer.devices"))
+    if devices.isdigit():
+        on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_cuda)
+        here, unit = (torch.cuda.device_count(), "CUDA GPU(s)") if on_gpu else (os.cpu_count() or 1, "CPU core(s)")
+        if not 1 <= int(devices) <= here:
+            c.fail("trainer.devices", f"this machine has {here} {unit}; valid: 1..{here} (one process per device)")
+    if c.choice("trainer.precision", (*PRECISIONS, None)):
+        on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_cuda)
+        if on_cpu and c.trainer.precision in CUDA_ONLY_PRECISIONS:
+            c.fail("trainer.precision", "float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
+    if c.trainer.deepspeed:
+        if problem := extra_problem("deepspeed"):
+            c.fail("trainer.strategy", problem)
+        if c.trainer.deepspeed_stage == 3:
+            # ZeRO-3 shards the weights themselves; the export gathers FSDP shards only.
+            c.fail("trainer.strategy", "ZeRO stage 3 is not supported; valid choices: deepspeed_stage_1, "
+                                       "deepspeed_stage_2, or trainer=fsdp to shard the weights")
+
+
+def _check_data(c: Checker) -> None:
+    task = TASKS[c.get("task")]
+    if not c.choice("data.source", task.sources):
+        return
+    task.check_data(c)
+    check_splits(c)
+    check_group_by_length(c)
+
+
+def _check_output_dir(c: Checker) -> None:
+    """The job directory can be created and written (checked on the nearest existing parent)."""
+    out = c.get("output_dir")
+    if out is None:
+        return
+    path = Path(str(out)).expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        c.fail("output_dir", f"{path} is not a writable directory; choose another hydra.run.dir / output_dir")
+
+
+def _check_monitor(c: Checker) -> None:
+    """``monitor`` is one the task logs, and ``monitor_mode`` is the direction in which it improves."""
+    task = TASKS[c.get("task")]
+    if c.choice("monitor", tuple(task.monitors)) and c.choice("monitor_mode", ("min", "max")):
+        expected = monitor_mode(c.get("monitor"))
+        if c.get("monitor_mode") != expected:
+            better = "lower" if expected == "min" else "higher"
+            c.fail("monitor_mode", f"{c.get('monitor')} is better when {better}: {c.get('monitor_mode')} would keep "
+                                   f"the worst checkpoint; valid: {expected}")
+
+
+def _check_keys(c: Checker) -> None:
+    """No unknown key anywhere ftlab reads: a typo or a key another choice owns is an error, never ignored."""
+
+    c.unknown_keys("", TOP_LEVEL, "ftlab's config")
+    c.unknown_keys("model", MODEL_OPTIONS, "the model group")
+    c.unknown_keys("search", SEARCH_OPTIONS, "hparams_search")
+    # Any task's data keys are accepted (a data group written for one task may carry another's columns by default);
+    # a key no task reads is an error.
+    data_options = {*COMMON_DATA_OPTIONS, *(k for t in TASKS.values() for k in t.data_options)}
+    c.unknown_keys("data", data_options, "the data group")
+    c.target_arguments("trainer")
+    for group in ("logger", "callbacks"):
+        for name, spec in (c.get(group) or {}).items():
+            if spec is not None:
+                c.target_arguments(f"{group}.{name}")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem in ``cfg`` (key, bad value, valid choices)."""
+    c = Checker(cfg)
+    check_optimizer(c)
+    for key in ("batch_size", "max_length"):
+        c.positive(key, int)
+    if c.get("eval_batch_size") is not None:
+        c.positive("eval_batch_size", int)
+    if not isinstance(c.get("seed"), int):
+        c.fail("seed", "must be an integer")
+    if c.choice("task", tuple(TASKS)):
+        _check_monitor(c)
+    check_onnx_options(c)
+    check_curve_points(c)
+    check_cache_frozen(c)
+    check_retention(c)
+    check_compile(c)
+    check_trial(c)
+    check_device_memory(c)
+    _check_keys(c)
+    _check_output_dir(c)
+    if c.get("trainer._target_") is None:
+        c.fail("trainer._target_", "the trainer group must configure lightning.Trainer")
+    _check_hardware(c)
+    if c.get("export_onnx"):
+        if problem := extra_problem("onnx"):
+            c.fail("export_onnx", problem)
+    if c.get("task") in TASKS:
+        _check_data(c)
+        model = check_model(c)
+        check_strategy(c, model)
+        check_layer_decay(c, model)
+    if c.problems:
+        raise ConfigError(c.problems)
