@@ -11,7 +11,8 @@ from pathlib import Path
 
 import lightning as L
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+CONF_DIR = ROOT / "conf"
 
 CLASS_WORDS = {
     "food": "bread cheese pasta soup apple butter rice salad".split(),

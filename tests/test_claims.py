@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from ftlab.train import train
 from tests.helpers import compose, make_tiny_bert, tiny_overrides
-from tests.test_cli import run_cli
+from tests.test_run_py import run_cli
 
 # A key bias gets an exactly-zero gradient in exact arithmetic (softmax ignores a shift shared by all keys), so
 # what it receives is rounding noise, which Adam normalises to steps of size ~lr: it differs between any two
@@ -151,6 +151,7 @@ OPTIMIZERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 def test_accumulating_four_batches_of_four_equals_batches_of_sixteen(no_dropout_bert, tiny_csv, tmp_path, optimizer):
     # 48 training examples: 3 optimizer steps per epoch either way (12 batches of 4, accumulated by 4), so the
@@ -215,6 +216,7 @@ def expected_stop(values: list[float], patience: int, mode: str) -> tuple[int, i
 PATIENCE, MAX_EPOCHS, STEPS_PER_EPOCH = 2, 15, 6  # 48 training examples, batch 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("monitor,mode", [("val/loss", "min"), ("val/acc", "max")])
 def test_early_stopping_stops_at_patience_and_keeps_the_best_epoch(tiny_model_dir, tiny_csv, tmp_path, monitor,
                                                                     mode):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
@@ -47,7 +49,8 @@ def test_lm_bbc_slice_on_smollm2(tmp_path, monkeypatch):
     # The dequantised copy is cached: a second load never touches the GGUF file again.
     monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained",
                         lambda *a, **k: pytest.fail("dequantised again"))
-    assert models.checkpoint_dir(dict(cfg.model)) == models.checkpoint_dir(dict(cfg.model))
+    cached = Path(models.checkpoint_dir(dict(cfg.model)))
+    assert (cached / "config.json").is_file() and cached.is_relative_to(Path(os.environ["FTLAB_CACHE"]))
     monkeypatch.undo()
     generate = pipeline("text-generation", model=str(tmp_path / "model"))
     out = generate("The Bank of England said", max_new_tokens=4, do_sample=False, return_full_text=False)

@@ -21,6 +21,7 @@ def job(tiny_model_dir, tiny_csv, tmp_path_factory):
     return out, train(cfg)
 
 
+@pytest.mark.slow
 def test_job_learns_and_writes_metrics(job):
     out, metrics = job
     on_disk = json.loads((out / "metrics.json").read_text())
@@ -38,6 +39,7 @@ def test_job_learns_and_writes_metrics(job):
     assert matrix.sum() == 6 and matrix.trace() / 6 == pytest.approx(on_disk["test/acc"])
 
 
+@pytest.mark.slow
 def test_exported_model_reloads_and_predicts_like_the_module(job):
     from transformers import pipeline
 
@@ -52,6 +54,7 @@ def test_exported_model_reloads_and_predicts_like_the_module(job):
     assert module.model.config.id2label == {0: "food", 1: "sport", 2: "tech"}
 
 
+@pytest.mark.slow
 def test_checkpoint_reloads_with_same_freezing(tiny_model_dir, tiny_csv, tmp_path):
     cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "strategy=partial"))
     metrics = train(cfg)
@@ -68,6 +71,7 @@ def wandb_run_file(out):
     return files[0]
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_config_and_metrics(job):
     out, metrics = job
     records = finished_wandb_records(wandb_run_file(out))
@@ -90,6 +94,7 @@ def test_wandb_offline_run_holds_config_and_metrics(job):
     assert len(exits) == 1 and exits[0].exit_code == 0
 
 
+@pytest.mark.slow
 def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_path, monkeypatch):
     import wandb
 
@@ -106,6 +111,7 @@ def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_p
     assert len(exits) == 1 and exits[0].exit_code == 1
 
 
+@pytest.mark.slow
 def test_optimizer_lr_set_directly_is_what_trains_and_what_is_reported(tiny_model_dir, tiny_csv, tmp_path):
     """`optimizer.lr=1e-3` (the top-level lr left at its default) trains at 1e-3, and every record says 1e-3."""
     cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "logger=wandb",

@@ -187,7 +187,7 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
         "task": cfg.task,
         "strategy": cfg.strategy.name,
         "strategy_label": strategy_label(_plain(cfg.strategy)),
-        "lr": learning_rate(cfg),
+        "lr": cfg.lr,
         "monitor": cfg.monitor,
         "train_time_s": speed.fit_time,
         "train_samples_per_s": speed.samples_per_s,

@@ -8,6 +8,7 @@ import pytest
 
 from ftlab.core.checks import FtlabError
 from ftlab.core.extras import EXTRAS, ExtraMissing, extra_problem, require_extras
+from tests.helpers import ROOT
 
 
 @pytest.fixture
@@ -36,9 +37,8 @@ def test_a_missing_module_is_named_with_the_command_that_installs_it(without):
 
 
 def test_every_extra_is_declared_in_pyproject():
-    from pathlib import Path
 
     import tomllib
 
-    declared = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert set(EXTRAS) <= set(declared["project"]["optional-dependencies"])

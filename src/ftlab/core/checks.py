@@ -52,11 +52,17 @@ class DataError(FtlabError):
     """A data file that cannot give a sound result: names the file (and line), the problem and what is valid."""
 
 
+def tool_name(prog: str) -> str:
+    """How a tool names itself in its one-line errors: ``ftlab.report`` (``python -m ftlab.report``) or
+    ``ftlab report`` (the ``ftlab`` command)."""
+    return prog.removeprefix("python -m ")
+
+
 class ToolParser(argparse.ArgumentParser):
     """argparse for ftlab's tools, with one-line errors: ``ftlab.<tool>: <problem>; see --help``, exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog.removeprefix('python -m ')}: {message}; see {self.prog} --help\n")
+        self.exit(2, f"{tool_name(self.prog)}: {message}; see {self.prog} --help\n")
 
 
 # Memory sizes on tools' command lines, in MiB per unit (KB, MB, GB are decimal).

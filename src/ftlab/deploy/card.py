@@ -9,7 +9,6 @@ from typing import Any
 from ftlab.deploy.variants import table, warning
 from ftlab.strategies import ADAPTERS
 from ftlab.tasks import get_task
-from ftlab.training.optimization import learning_rate
 
 
 def reproduce_command() -> str:
@@ -50,7 +49,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
 {labels}- **Strategy:** `{strategy['name']}` ({options});
   trainable parameters {metrics['params/trainable']:,} of {metrics['params/total']:,}
   ({100 * metrics['params/trainable_fraction']:.2f}%){adapter}
-- **Hyperparameters:** lr {learning_rate(cfg)}, batch size {cfg['batch_size']}, max length {cfg['max_length']},
+- **Hyperparameters:** lr {cfg['lr']}, batch size {cfg['batch_size']}, max length {cfg['max_length']},
   optimizer `{cfg['optimizer']['_target_']}` (weight decay {cfg['optimizer'].get('weight_decay')}), scheduler
   `{cfg['scheduler']['name']}`, max epochs {trainer.get('max_epochs')}, max steps {trainer.get('max_steps')},
   precision {trainer.get('precision')}; {metrics['global_step']} optimizer steps in {metrics['train_time_s']:.1f} s

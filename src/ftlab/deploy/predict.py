@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ftlab.core.atomic_files import atomic_write
-from ftlab.core.checks import DataError, FtlabError, ToolParser, existing_dir
+from ftlab.core.checks import DataError, FtlabError, ToolParser, existing_dir, tool_name
 from ftlab.model.local_files import model_dir_problem
 from ftlab.tasks import TASKS, get_task
 from ftlab.tasks.tables import read_table, read_text
@@ -178,8 +178,8 @@ def run(args: argparse.Namespace) -> None:
                          "directory loads with transformers and that the output can be written") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = ToolParser(prog="python -m ftlab.predict", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m ftlab.predict") -> int:
+    parser = ToolParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a job directory (uses its model/) or an exported model directory")
     parser.add_argument("--input", required=True, help="texts: .txt (one per line), .csv, .json, .jsonl or .parquet")
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except FtlabError as err:
-        sys.exit(f"ftlab.predict: {err}")
+        sys.exit(f"{tool_name(prog)}: {err}")
     return 0
 
 

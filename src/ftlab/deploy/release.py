@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
-from ftlab.core.checks import FtlabError, ToolParser, at_least
+from ftlab.core.checks import FtlabError, ToolParser, at_least, tool_name
 from ftlab.core.saved_config import check_saved_config
 from ftlab.data.datamodule import FineTuneData
 from ftlab.deploy.card import with_deploy_section
@@ -120,8 +120,8 @@ def update_job_files(job: Path, added: dict[str, Any]) -> None:
         card.write_text(with_deploy_section(card.read_text(), metrics))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = ToolParser(prog="python -m ftlab.onnx_export", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m ftlab.onnx_export") -> int:
+    parser = ToolParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a job directory (uses its model/) or an exported model directory")
     parser.add_argument("--input", help="texts for the parity check (.txt/.csv/.json/.jsonl/.parquet; default: the "
                                         "job's test texts with --quantize, else built-in sentences)")
@@ -143,6 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         if test is not None:
             update_job_files(job, added)
     except (FtlabError, ParityError, UnsupportedModel) as err:
-        sys.exit(f"ftlab.onnx_export: {' '.join(str(err).split())}")
+        sys.exit(f"{tool_name(prog)}: {' '.join(str(err).split())}")
     print(json.dumps(added.get("deploy", added["onnx"]), indent=2))
     return 0

@@ -20,7 +20,7 @@ import socket
 import sys
 import tempfile
 
-from ftlab.core.checks import FtlabError, ToolParser, at_least
+from ftlab.core.checks import FtlabError, ToolParser, at_least, tool_name
 from ftlab.core.extras import require_extras
 from ftlab.serving.limits import Limits
 
@@ -37,8 +37,8 @@ def positive_int(text: str) -> int:
     return int(value)
 
 
-def parser() -> ToolParser:
-    p = ToolParser(prog="python -m ftlab.serve", description=__doc__.splitlines()[0])
+def parser(prog: str = "python -m ftlab.serve") -> ToolParser:
+    p = ToolParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("model", help="a job directory (uses its model/ and onnx/) or an exported model directory")
     backend = p.add_mutually_exclusive_group()
     backend.add_argument("--onnx", dest="backend", action="store_const", const="onnx",
@@ -180,11 +180,11 @@ def _stop_loading(server) -> None:
         manager.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m ftlab.serve") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         plan = check(args)
     except FtlabError as err:
-        sys.exit(f"ftlab.serve: {' '.join(str(err).split())}")
+        sys.exit(f"{tool_name(prog)}: {' '.join(str(err).split())}")
     serve(args, plan)
     return 0

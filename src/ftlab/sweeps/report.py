@@ -19,7 +19,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from ftlab.core.atomic_files import atomic_write
-from ftlab.core.checks import FtlabError, ToolParser, at_least, memory_mib
+from ftlab.core.checks import FtlabError, ToolParser, at_least, memory_mib, tool_name
 from ftlab.deploy.variants import int8_warnings
 from ftlab.sweeps.budget import curves, leaders
 from ftlab.sweeps.dashboard import log_report, wandb_settings
@@ -212,8 +212,8 @@ class ReportCallback(Callback):
             log.warning("sweep report failed: %s", failure_reason(err))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = ToolParser(prog="python -m ftlab.report", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m ftlab.report") -> int:
+    parser = ToolParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep directory, or several to compare as one")
     parser.add_argument("--out", type=Path, help="where the joint report of several sweeps goes")
     parser.add_argument("--metric", help="metric to decide on and plot (default: the test counterpart of the monitor)")
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         result = build_report(args.sweep_dir, args.metric, args.tolerance, args.max_time, args.max_memory,
                               dashboard=not args.no_wandb, out_dir=args.out)
     except FtlabError as err:
-        sys.exit(f"ftlab.report: {err}")
+        sys.exit(f"{tool_name(prog)}: {err}")
     print(((args.out if len(args.sweep_dir) > 1 else args.sweep_dir[0]) / "summary.md").read_text())
     return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0
 

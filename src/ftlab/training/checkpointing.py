@@ -35,7 +35,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, lambda tmp: torch.save(checkpoint, tmp))
+            atomic_write(target, lambda tmp: _save(checkpoint, tmp))
         except (OSError, RuntimeError) as err:
             # torch's zip writer can turn a failed write into a RuntimeError ("unexpected pos"); the OSError is
             # its context then. Any other RuntimeError is not ours to rename.
@@ -45,6 +45,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
             raise CheckpointError(f"{target}: the checkpoint could not be written ({cause.strerror or cause}); any "
                                   "previous checkpoint there is intact: free space or fix permissions, then resume"
                                   ) from err
+
+
+def _save(checkpoint: dict[str, Any], path: Path) -> None:
+    # Through a Python file object: a full disk then raises an OSError (the context of torch's RuntimeError), which
+    # the C++ writer that torch.save uses for a path would not.
+    with open(path, "wb") as f:
+        torch.save(checkpoint, f)
 
 
 class ResumableCheckpoint(ModelCheckpoint):

@@ -14,8 +14,8 @@ from ftlab.core.checks import ConfigError
 from ftlab.train import train
 from ftlab.validate import validate_config
 from tests.helpers import compose, make_tiny_conll, make_tiny_llama, make_tiny_ner_bert, make_tiny_text, tiny_overrides
-from tests.test_lm import lm_overrides
-from tests.test_ner import ner_overrides
+from tests.tasks.test_lm import lm_overrides
+from tests.tasks.test_ner import ner_overrides
 
 INT8 = ("export_onnx=true", "onnx.quantize=int8")
 
@@ -51,6 +51,7 @@ def _variants(metrics):
     return metrics["deploy"]["torch_fp32"], metrics["deploy"]["onnx_fp32"], metrics["deploy"]["onnx_int8"]
 
 
+@pytest.mark.slow
 def test_ner_exports_token_logits_with_parity_on_test_rows(ner_job):
     out, metrics = ner_job
     parity = json.loads((out / "onnx" / "parity.json").read_text())
@@ -66,6 +67,7 @@ def test_ner_exports_token_logits_with_parity_on_test_rows(ner_job):
     assert logits.shape == (2, enc["input_ids"].shape[1], 7)  # O + B/I of LOC, ORG, PER per token
 
 
+@pytest.mark.slow
 def test_ner_predictions_through_onnx_runtime_are_ftlab_predict_rows(ner_job):
     """The ONNX backends of ``ftlab.serve`` run the task's own predictor (here: the token-classification pipeline,
     entity aggregation included) with ONNX Runtime doing the forward pass."""
@@ -86,6 +88,7 @@ def test_ner_predictions_through_onnx_runtime_are_ftlab_predict_rows(ner_job):
         assert [e["score"] for e in g["entities"]] == pytest.approx([e["score"] for e in w["entities"]], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_int8_comparison_reproduces_the_test_metric_and_measures_size_and_latency(ner_job):
     out, metrics = ner_job
     fp32, onnx, int8 = _variants(metrics)
@@ -110,6 +113,7 @@ def test_int8_comparison_reproduces_the_test_metric_and_measures_size_and_latenc
     assert f"| onnx_int8 | {int8['f1']:.4f} | {int8['size_mb']:.1f} |" in card
 
 
+@pytest.mark.slow
 def test_causal_lm_exports_with_past_key_values(lm_job):
     out, metrics = lm_job
     parity = metrics["onnx"]
@@ -134,6 +138,7 @@ def test_causal_lm_exports_with_past_key_values(lm_job):
     assert generated == expected
 
 
+@pytest.mark.slow
 def test_causal_lm_int8_perplexity_is_compared_and_the_command_line_reproduces_it(lm_job, capsys):
     out, metrics = lm_job
     fp32, onnx, int8 = _variants(metrics)
@@ -166,6 +171,7 @@ def _damaged_quantizer(src, dst):
     return dst
 
 
+@pytest.mark.slow
 def test_an_int8_model_below_tolerance_is_reported_loudly(ner_job, monkeypatch, capsys):
     out, metrics = ner_job
     import ftlab.deploy.release as release
@@ -201,6 +207,7 @@ def test_onnx_options_are_validated(tiny_model_dir, tiny_csv, tmp_path):
     validate_config(compose(base + list(INT8)))
 
 
+@pytest.mark.slow
 def test_sweep_report_shows_the_int8_columns_and_flags_a_job_over_tolerance(ner_job, tmp_path):
     from ftlab.deploy.export import write_metrics
     from ftlab.sweeps.report import build_report

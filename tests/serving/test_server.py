@@ -20,7 +20,7 @@ import pytest
 
 from ftlab.deploy.predict import predict
 from ftlab.train import train
-from tests.helpers import compose, make_tiny_llama, tiny_overrides
+from tests.helpers import ROOT, compose, make_tiny_llama, tiny_overrides
 
 TEXTS = ["goal team coach league", "pasta soup cheese bread", "laptop chip server cloud", "ball score big news",
          "rice salad today", "code robot phone"]
@@ -115,6 +115,7 @@ def server(job, tmp_path_factory):
     assert srv.stop() == 0, srv.log.read_text()
 
 
+@pytest.mark.slow
 def test_answers_are_ftlab_predict_rows(server, job):
     want = expected(job, TEXTS)
     status, one = server.post({"text": TEXTS[0]})
@@ -122,11 +123,13 @@ def test_answers_are_ftlab_predict_rows(server, job):
     assert_same(one, want[0])
     status, many = server.post({"texts": TEXTS[:4]})
     assert status == 200 and list(many) == ["predictions"]
-    for got, row in zip(many["predictions"], want):
+    assert [p["text"] for p in many["predictions"]] == TEXTS[:4]  # one answer per text, in order
+    for got, row in zip(many["predictions"], want[:4], strict=True):
         assert_same(got, row)
     assert server.get("/health") == (200, "ok")
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(server, job):
     want = {row["text"]: row for row in expected(job, TEXTS)}
     before = server.metrics()
@@ -169,6 +172,7 @@ BAD = [  # body, content type, status, fragment of the one-line reason
 ]
 
 
+@pytest.mark.slow
 def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(server, job):
     before = server.metrics()
     for body, content_type, status, fragment in BAD:
@@ -188,6 +192,7 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(serve
     assert metric(after, "ftlab_serve_batch_texts_sum") - metric(before, "ftlab_serve_batch_texts_sum") == 1
 
 
+@pytest.mark.slow
 def test_metrics_count_exactly_the_requests_sent_with_the_model_identity(server, job):
     before = server.metrics()
     for text in TEXTS[:3]:
@@ -213,6 +218,7 @@ def test_metrics_count_exactly_the_requests_sent_with_the_model_identity(server,
     assert metric(after, "ftlab_serve_request_seconds_sum", outcome="ok") > 0
 
 
+@pytest.mark.slow
 def test_the_int8_onnx_backend_answers_as_its_model_does_and_sigterm_lets_the_request_in_flight_finish(
         job, tmp_path):
     from ftlab.deploy.runners import OnnxModel
@@ -233,13 +239,16 @@ def test_the_int8_onnx_backend_answers_as_its_model_does_and_sigterm_lets_the_re
     # The same texts through the task's predictor on the same ONNX Runtime session type, in one batch.
     run = get_task("text_classification").predictor(job / "model", max_length=512, max_new_tokens=64,
                                                      forward=OnnxModel(job / "onnx" / "model.int8.onnx"))
-    for got, want in zip(answer["body"]["predictions"], run(TEXTS[:3])):
-        assert got == {"text": got["text"], **want}
+    preds, wants = answer["body"]["predictions"], run(TEXTS[:3])
+    assert len(preds) == len(wants) == 3
+    for text, got, want in zip(TEXTS[:3], preds, wants):
+        assert got == {"text": text, **want}
     assert code == 0, srv.log.read_text()
     assert "[ftlab.serve] stopped" in srv.log.read_text()
     assert srv.get("/health")[0] == 0  # nothing listens any more
 
 
+@pytest.mark.slow
 def test_refusals_before_starting(job, tmp_path, capsys):
     from ftlab.serving.server import main
 
@@ -271,10 +280,11 @@ def test_refusals_before_starting(job, tmp_path, capsys):
         busy.close()
 
 
+@pytest.mark.slow
 def test_the_grafana_dashboard_charts_series_the_server_exports(server):
     import re
 
-    dashboard = json.loads((Path(__file__).resolve().parents[1] / "docs" / "grafana" / "ftlab-serve.json").read_text())
+    dashboard = json.loads((ROOT / "docs" / "grafana" / "ftlab-serve.json").read_text())
     queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     queries += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
     used = set(re.findall(r"ftlab_serve_\w+", " ".join(queries)))
@@ -290,7 +300,7 @@ def test_the_grafana_dashboard_charts_series_the_server_exports(server):
 @pytest.mark.slow
 def test_the_serving_benchmark_runs(job):
     """benchmarks/serve.py end to end, small (2 servers, 2 concurrencies, 8 requests each); no timing asserted."""
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     proc = subprocess.run([sys.executable, "benchmarks/serve.py", str(job), "--backends", "onnx-int8", "--concurrency",
                            "1", "4", "--requests", "8", "--repeats", "1", "--max-length", "16"], cwd=root,
                           capture_output=True, text=True, timeout=600)

@@ -14,8 +14,8 @@ from ftlab.probes.retention import linear_cka
 from ftlab.probes.retention_source import BEFORE_FILE, python_docs_passages, read_passages
 from ftlab.train import train
 from tests.helpers import CLASS_WORDS, compose, make_tiny_llama, make_tiny_text, tiny_overrides
+from tests.tasks.test_lm import lm_overrides
 from tests.test_bad_inputs import refused
-from tests.test_lm import lm_overrides
 
 # Words the tiny models know; the third passage is longer than max_length=16 (cut), the first wraps over two lines.
 LM_PASSAGES = "the cat sat on a mat\nand then slept\n\n  a dog ran quickly on the log  \n\n" + \
@@ -53,6 +53,7 @@ def hand_perplexity(model_dir, passages: list[str], max_length: int) -> tuple[fl
     return math.exp(nll / count), count
 
 
+@pytest.mark.slow
 def test_lm_retention_perplexity_equals_the_hand_computation(llama_dir, text_jsonl, tmp_path):
     held_out = tmp_path / "held_out.txt"
     held_out.write_text(LM_PASSAGES)
@@ -76,6 +77,7 @@ def test_lm_retention_perplexity_equals_the_hand_computation(llama_dir, text_jso
     assert (out / BEFORE_FILE).exists()
 
 
+@pytest.mark.slow
 def test_resumed_job_reports_the_untuned_values_of_its_first_run(llama_dir, text_jsonl, tmp_path):
     from ftlab.training.resume import TrainingInterrupted
 
@@ -102,6 +104,7 @@ def encoder_job(tiny_model_dir, tiny_csv, tmp_path, *extra) -> dict:
                                         "scheduler=constant", f"retention.source={held_out}", *extra)))
 
 
+@pytest.mark.slow
 def test_head_only_leaves_the_encoder_representations_unchanged(tiny_model_dir, tiny_csv, tmp_path):
     metrics = encoder_job(tiny_model_dir, tiny_csv, tmp_path, "strategy=head_only", "lr=1e-1")
     assert metrics["retention/cka"] == pytest.approx(1, abs=1e-6)
@@ -109,6 +112,7 @@ def test_head_only_leaves_the_encoder_representations_unchanged(tiny_model_dir, 
     assert metrics["retention/samples"] == 12 and "retention/ppl_change" not in metrics
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_moves_the_encoder_representations(tiny_model_dir, tiny_csv, tmp_path):
     metrics = encoder_job(tiny_model_dir, tiny_csv, tmp_path, "strategy=full", "lr=1e-1")
     assert metrics["retention/cka"] < 0.99 and metrics["retention/cosine"] < 0.99

@@ -4,18 +4,16 @@ fits table; the arithmetic pinned against numbers derived by hand."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from ftlab.core.checks import ConfigError
 from ftlab.core.trainer_settings import trainer_settings
 from ftlab.model.loading import meta_model
-from ftlab.planning.devices import OVERHEAD_BYTES, GiB, per_device
+from ftlab.planning.devices import per_device
 from ftlab.train import train
-from tests.helpers import compose
+from tests.helpers import ROOT, compose
 
-ROOT = Path(__file__).resolve().parents[1]
 V, H, I, LAYERS, HEADS, KV = 100, 16, 32, 4, 4, 2  # a tiny LLaMA: vocab, hidden, intermediate, blocks, heads
 
 
@@ -52,8 +50,9 @@ def test_plan_from_config_alone_matches_the_arithmetic_by_hand(llama_config_dir,
     assert devices["per_device_bytes"] == {
         "weights": 4 * total // 4, "gradients": 4 * total // 4, "optimizer_state": 2 * 4 * total // 4,
         "gathered_units": 2 * 3216 * 4, "autocast_copies": 0, "activations": activations,
-        "overhead": OVERHEAD_BYTES, "total": 4 * total // 4 * 4 + 2 * 3216 * 4 + activations + OVERHEAD_BYTES}
-    assert devices["fits"] and devices["device_memory_bytes"] == 2 * GiB  # 1 GiB overhead + 0.1 MiB
+        "overhead": 2**30, "total": 4 * total // 4 * 4 + 2 * 3216 * 4 + activations + 2**30}  # 1 GiB for CUDA
+    assert devices["per_device_bytes"]["total"] == 1_073_907_904  # 50,240 + 25,728 + 90,112 + 2**30, by hand
+    assert devices["fits"] and devices["device_memory_bytes"] == 2_147_483_648  # 2GiB: 1 GiB overhead + 0.1 MiB
     ddp = per_device(plan, 4, "ddp", mixed=False)
     assert (ddp["weights"], ddp["gradients"], ddp["optimizer_state"]) == (4 * total, 4 * total, 8 * total)
     zero2 = per_device(plan, 4, "zero2", mixed=False)

@@ -18,7 +18,7 @@ from ftlab.strategies.frozen_prefix import frozen_boundary, frozen_modules
 from ftlab.train import train
 from ftlab.training.prefix_store import PrefixCache
 from tests.helpers import compose, tiny_overrides
-from tests.test_architectures import ARCHITECTURES, build
+from tests.model.test_anatomy import ARCHITECTURES, build
 
 LENGTHS = [7, 4, 9]
 
@@ -118,6 +118,7 @@ def assert_same_run(a, b):
         assert mb[key] == pytest.approx(ma[key], abs=1e-6), key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", [["strategy=partial"], ["strategy=head_only"],
                                       ["strategy=lora", "strategy.layers=1"]])
 def test_a_cached_job_equals_the_same_job_without_the_cache(tiny_model_dir, tiny_csv, tmp_path, replays, strategy):
@@ -146,6 +147,7 @@ def test_a_cached_job_equals_the_same_job_without_the_cache(tiny_model_dir, tiny
     assert_same_run(plain, again)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,warning", [
     (lambda d: (d / "values.bin").write_bytes((d / "values.bin").read_bytes()[:-100]), "is broken (values.bin has"),
     (lambda d: (d / "values.bin").unlink(), "is broken (values.bin missing)"),
@@ -183,7 +185,7 @@ def _metrics(job_dir):
 
 @pytest.mark.slow
 def test_ddp_on_two_processes_with_the_cache_equals_ddp_without_it(tiny_model_dir, tiny_csv, tmp_path):
-    from tests.test_cli import run_cli
+    from tests.test_run_py import run_cli
 
     runs = {}
     for name, extra in (("plain", []), ("cached", ["cache_frozen=true"])):
@@ -215,7 +217,7 @@ def test_ddp_on_two_processes_with_the_cache_equals_ddp_without_it(tiny_model_di
 @pytest.mark.parametrize("signal_step,stopped_at", [(3, 4), (8, 9)])  # filling the cache; reading it
 def test_an_interrupted_cached_job_resumes_to_the_uninterrupted_result(tiny_model_dir, tiny_csv, tmp_path,
                                                                        signal_step, stopped_at):
-    from tests.test_cli import run_cli
+    from tests.test_run_py import run_cli
 
     # val/loss is monitored, so curve.csv holds it at every validation: training must match step by step, not
     # just in the best checkpoint.
@@ -242,6 +244,7 @@ def test_an_interrupted_cached_job_resumes_to_the_uninterrupted_result(tiny_mode
     assert len(list((tmp_path / "cache-cut" / "prefix").iterdir())) == 1  # published, whatever the interruption
 
 
+@pytest.mark.slow
 def test_cache_and_length_grouping_together_equal_grouping_alone(tiny_model_dir, tiny_csv, tmp_path, replays):
     grouped = ["strategy=partial", "data.group_by_length=true"]
     plain = job(tiny_model_dir, tiny_csv, tmp_path / "plain", tmp_path / "cache", *grouped)

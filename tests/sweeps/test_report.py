@@ -10,7 +10,7 @@ import pytest
 
 from ftlab.sweeps.report import main as report_main
 from tests.helpers import tiny_overrides
-from tests.test_cli import run_cli
+from tests.test_run_py import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.helpers import tiny_overrides, wandb_run
-from tests.test_cli import run_cli
+from tests.test_run_py import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ from ftlab.train import train
 from tests.helpers import compose, tiny_overrides
 
 
+@pytest.mark.slow
 def test_roc_and_pr_per_class_agree_with_an_exact_computation(tiny_model_dir, tiny_csv, tmp_path):
     import torch
     from sklearn.metrics import average_precision_score, roc_auc_score
@@ -51,6 +52,7 @@ def test_roc_and_pr_per_class_agree_with_an_exact_computation(tiny_model_dir, ti
     assert "test/curves" not in json.loads((tmp_path / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_budget_curve_points_are_where_the_logs_say(tiny_model_dir, tiny_csv, tmp_path):
     import csv
 
@@ -87,6 +89,7 @@ def test_validation_schedule_gives_short_jobs_several_points(trainer, points, ex
     assert validation_interval(trainer, points) == expected
 
 
+@pytest.mark.slow
 def test_a_one_epoch_job_gets_several_curve_points(tiny_model_dir, tiny_csv, tmp_path):
     import csv
 
@@ -105,6 +108,7 @@ def test_extra_curve_points_keep_early_stopping_patience_in_epochs():
     assert stop.patience == 12
 
 
+@pytest.mark.slow
 def test_the_last_validation_of_an_epoch_falls_on_its_last_batch(tiny_model_dir, tiny_csv, tmp_path):
     import csv
 
@@ -116,6 +120,7 @@ def test_the_last_validation_of_an_epoch_falls_on_its_last_batch(tiny_model_dir,
         assert [int(r["step"]) for r in csv.DictReader(f)] == [3, 6, 9, 12, 15, 18, 21, 24]
 
 
+@pytest.mark.slow
 def test_without_the_spread_lightning_would_skip_the_epochs_last_steps(tiny_model_dir, tiny_csv, tmp_path):
     import csv
 

@@ -16,7 +16,7 @@ import torch
 from ftlab.core.checks import FtlabError
 from ftlab.train import train
 from tests.helpers import compose, tiny_overrides
-from tests.test_cli import run_cli
+from tests.test_run_py import run_cli
 
 # 48 training examples at batch 8: 6 steps per epoch, 12 in all; the full training state is saved every 3 steps.
 RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trainer.deterministic=true",
@@ -77,6 +77,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(path)], check=False)
 
 
+@pytest.mark.slow
 def test_full_disk_while_checkpointing_fails_clearly_and_keeps_the_previous_checkpoint(
         tiny_model_dir, tiny_csv, tmp_path, small_disk):
     probe = tmp_path / "probe"
@@ -95,6 +96,7 @@ def test_full_disk_while_checkpointing_fails_clearly_and_keeps_the_previous_chec
     assert not (out / "metrics.json").exists() and not (out / "model").exists()
 
 
+@pytest.mark.slow
 def test_killed_cache_build_leaves_nothing_a_later_run_trusts(tiny_model_dir, tiny_csv, tmp_path):
     """A cache build killed half-way (SIGKILL while writing the Arrow files) is rebuilt by the next run."""
     cache = tmp_path / "cache"

@@ -164,6 +164,7 @@ def lm_overrides(model_dir, data_path, out_dir, *extra):
             "lr=1e-2", "trainer.max_epochs=8", "logger=none", "data.val_size=0.2", "data.test_size=0.2", *extra]
 
 
+@pytest.mark.slow
 def test_tiny_lm_job_lowers_perplexity_and_exports_a_generator(llama_dir, text_jsonl, tmp_path):
     from transformers import pipeline
 
@@ -183,6 +184,7 @@ def test_tiny_lm_job_lowers_perplexity_and_exports_a_generator(llama_dir, text_j
     assert pred["generated_text"] == out[0]["generated_text"]
 
 
+@pytest.mark.slow
 def test_tiny_prompt_response_job(llama_dir, text_jsonl, tmp_path):
     metrics = train(compose(lm_overrides(llama_dir, text_jsonl, tmp_path, "data.format=prompt_response",
                                          "trainer.max_epochs=4")))
@@ -205,7 +207,7 @@ def test_documents_are_split_whole_and_disjoint():
 def test_causal_lm_sweep_reports_perplexity_before_and_after(llama_dir, text_jsonl, tmp_path):
     import csv
 
-    from tests.test_cli import run_cli
+    from tests.test_run_py import run_cli
 
     sweep = tmp_path / "sweep"
     args = [o for o in lm_overrides(llama_dir, text_jsonl, tmp_path) if not o.startswith(("output_dir", "trainer.max"))]

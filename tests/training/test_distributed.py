@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import make_tiny_csv, tiny_overrides
-from tests.test_cli import run_cli
+from tests.test_run_py import run_cli
 
 pytestmark = pytest.mark.slow
 

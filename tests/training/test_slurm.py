@@ -16,9 +16,8 @@ import pytest
 
 from ftlab.sweeps.sweep_dir import read_curve
 from ftlab.tracking.identity import group_name
-from tests.helpers import tiny_overrides, wandb_run
+from tests.helpers import ROOT, tiny_overrides, wandb_run
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 DAEMONS = ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sacctmgr")
 

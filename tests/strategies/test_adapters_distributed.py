@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import make_tiny_csv, tiny_overrides
-from tests.test_cli import run_cli
-from tests.test_sharding import ON_CPU
+from tests.test_run_py import run_cli
+from tests.training.test_sharding import ON_CPU
 
 pytestmark = pytest.mark.slow
 

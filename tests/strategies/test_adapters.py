@@ -80,6 +80,7 @@ def test_exactly_the_adapter_and_the_head_train(bert, strategy, adapter_names, c
     assert strategy_label(strategy) == label
 
 
+@pytest.mark.slow
 def test_lora_job_keeps_the_base_frozen_and_exports_merged_and_adapter(tiny_model_dir, tiny_csv, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -134,6 +135,7 @@ def test_lora_job_keeps_the_base_frozen_and_exports_merged_and_adapter(tiny_mode
     assert [p["label"] for p in predict(tmp_path, texts, progress=False)] == ["food", "sport", "tech"]
 
 
+@pytest.mark.slow
 def test_lora_on_ner_and_on_a_causal_lm(tmp_path):
     from transformers import pipeline
 
@@ -149,8 +151,19 @@ def test_lora_on_ner_and_on_a_causal_lm(tmp_path):
     assert ner["test/loss"] < 0.6 * ner["before/test/loss"]  # measured: 1.97 -> 0.70
     adapter = json.loads((tmp_path / "ner" / "adapter" / "adapter_config.json").read_text())
     assert adapter["task_type"] == "TOKEN_CLS"
+    # The merged export equals the base with the PEFT adapter on top (PEFT's own loader, not ftlab's export).
+    from peft import PeftModel
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    merged = AutoModelForTokenClassification.from_pretrained(tmp_path / "ner" / "model").eval()
+    assert sorted(merged.config.id2label.values()) == ["B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER", "O"]
+    base = AutoModelForTokenClassification.from_pretrained(ner_dir, config=merged.config)
+    adapted = PeftModel.from_pretrained(base, tmp_path / "ner" / "adapter").eval()
+    batch = AutoTokenizer.from_pretrained(tmp_path / "ner" / "model")(["john visited new york"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, adapted(**batch).logits, atol=1e-5, rtol=1e-5)
     tagger = pipeline("token-classification", model=str(tmp_path / "ner" / "model"), aggregation_strategy="first")
-    assert isinstance(tagger("john visited new york"), list)
+    assert all(e["entity_group"] in {"LOC", "ORG", "PER"} for e in tagger("john visited new york"))
 
     llama, text = make_tiny_llama(tmp_path / "llama"), make_tiny_text(tmp_path / "text.jsonl")
     lm = train(compose(["model=hf", f"model.pretrained_model_name_or_path={llama}", "data=text", f"data.path={text}",
@@ -225,6 +238,7 @@ def test_layer_decay_gives_each_blocks_adapter_its_depths_learning_rate(bert):
     assert sum(len(g["params"]) for g in groups.values()) == len(selection.trainable)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="QLoRA needs a CUDA GPU")
 def test_qlora_trains_on_a_4bit_base_and_exports_a_full_precision_merge(tiny_model_dir, tiny_csv, tmp_path):
@@ -250,7 +264,7 @@ def test_merged_export_equals_the_adapted_model(arch, strategy, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     from ftlab.deploy.export import export_adapter
-    from tests.test_architectures import build
+    from tests.model.test_anatomy import build
 
     model, selection = apply_strategy(build(arch), strategy)
     torch.manual_seed(1)

@@ -23,6 +23,7 @@ def job(tiny_model_dir, tiny_csv, tmp_path_factory):
     return out, metrics
 
 
+@pytest.mark.slow
 def test_predict_cli_matches_the_lightning_module(job, tmp_path):
     out, metrics = job
     inputs = tmp_path / "in.csv"
@@ -41,6 +42,7 @@ def test_predict_cli_matches_the_lightning_module(job, tmp_path):
         assert list(p["probs"].values()) == pytest.approx(row, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_pytorch(job):
     out, metrics = job
     parity = json.loads((out / "onnx" / "parity.json").read_text())
@@ -59,6 +61,7 @@ def test_onnx_export_matches_pytorch(job):
         == (4, 3)
 
 
+@pytest.mark.slow
 def test_model_card_has_the_real_numbers(job):
     out, _ = job
     card = (out / "model" / "README.md").read_text()

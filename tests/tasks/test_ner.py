@@ -152,6 +152,7 @@ def ner_overrides(model_dir, conll_path, out_dir, *extra):
             "lr=1e-2", "trainer.max_epochs=15", "logger=none", *extra]
 
 
+@pytest.mark.slow
 def test_tiny_ner_job_learns_entities_and_exports_a_pipeline(ner_model_dir, conll, tmp_path):
     from transformers import pipeline
 
@@ -177,6 +178,7 @@ def test_tiny_ner_job_learns_entities_and_exports_a_pipeline(ner_model_dir, conl
     assert {(e["type"], e["text"]) for e in pred["entities"]} == found
 
 
+@pytest.mark.slow
 def test_tiny_ner_job_on_roberta(ner_roberta_dir, conll, tmp_path):
     from ftlab.deploy.predict import predict
 

@@ -15,7 +15,7 @@ from ftlab.model.loading import load_model
 from ftlab.strategies import apply_strategy
 from ftlab.training.distributed import fsdp_units, shard_model
 from tests.helpers import make_tiny_csv, make_tiny_llama, tiny_overrides
-from tests.test_cli import run_cli
+from tests.test_run_py import run_cli
 
 PARTIAL = {"name": "partial", "trainable_layers": 1, "train_embeddings": False, "train_head": True}
 

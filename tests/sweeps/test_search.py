@@ -13,12 +13,11 @@ import time
 import pytest
 
 from ftlab.core.checks import ConfigError
-from tests.helpers import compose, tiny_overrides
-from tests.test_report import read_csv
+from tests.helpers import ROOT, compose, tiny_overrides
+from tests.sweeps.test_report import read_csv
 
 optuna = pytest.importorskip("optuna", minversion="4.5", reason="the optuna extra is not installed")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def search_cmd(tiny_model_dir, tiny_csv, tmp_path, sweep, *extra, preset="optuna"):
@@ -71,6 +70,7 @@ def test_settings_are_checked_with_the_key_and_the_choices():
         validate_config(cfg)
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_continues_with_the_trials_it_had(tiny_model_dir, tiny_csv, tmp_path):
     sweep = tmp_path / "search"
     cmd = search_cmd(tiny_model_dir, tiny_csv, tmp_path, sweep, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner=null",
@@ -103,6 +103,7 @@ def test_an_interrupted_search_continues_with_the_trials_it_had(tiny_model_dir, 
     assert "3 trials (3 complete)" in summary and "Interrupted and run again: trial(s) 2." in summary
 
 
+@pytest.mark.slow
 def test_a_trial_that_falls_behind_is_pruned_at_a_validation_point(tiny_model_dir, tiny_csv, tmp_path):
     sweep = tmp_path / "search"
     sweep.mkdir()
@@ -128,6 +129,7 @@ def test_a_trial_that_falls_behind_is_pruned_at_a_validation_point(tiny_model_di
     assert "3 jobs (2 completed, 1 pruned, 0 failed, 0 running)" in (sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_quality_and_cost_give_a_pareto_front(tiny_model_dir, tiny_csv, tmp_path):
     sweep = tmp_path / "search"
     # val/loss: a continuous quality, so that trials trade it against time (accuracy ties on this tiny data)
@@ -152,6 +154,7 @@ def test_quality_and_cost_give_a_pareto_front(tiny_model_dir, tiny_csv, tmp_path
     assert "## Search: Optuna study `ftlab-cost`" in summary and "Pareto front (no other trial" in summary
 
 
+@pytest.mark.slow
 def test_the_search_stops_when_its_training_budget_is_spent(tiny_model_dir, tiny_csv, tmp_path):
     sweep = tmp_path / "search"
     proc = run(search_cmd(tiny_model_dir, tiny_csv, tmp_path, sweep, "hydra.sweeper.n_trials=3",

@@ -126,6 +126,7 @@ def test_frozen_dropout_decides_whether_frozen_modules_drop_out(tiny_model_dir, 
     assert {name: m.training for name, m in module.model.named_modules()} == modes
 
 
+@pytest.mark.slow
 def test_frozen_modules_stay_in_eval_mode_through_training_and_validation(tiny_model_dir, tiny_csv, tmp_path):
     from ftlab.train import train
     from tests.helpers import TrainingModes, compose, tiny_overrides
