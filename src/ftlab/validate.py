@@ -41,6 +41,8 @@ def _check_hardware(c: Checker) -> None:
     (``plan_only``) describes the devices of another machine, so only the precision's name is checked for it."""
     import torch
 
+    if c.get("trainer.num_nodes") is not None:
+        c.positive("trainer.num_nodes", int)
     if c.get("plan_only"):
         c.choice("trainer.precision", (*PRECISIONS, None))
         return

@@ -56,3 +56,15 @@ def test_what_a_distributed_strategy_does(strategy, sharding, shards, stage):
 ])
 def test_which_settings_start_more_processes(trainer, spawns):
     assert trainer_settings(trainer).spawns_processes is spawns
+
+
+def test_a_malformed_node_count_is_named_by_validation_not_a_traceback(tiny_model_dir, tiny_csv, tmp_path):
+    from ftlab.validate import ConfigError, validate_config
+    from tests.helpers import compose, tiny_overrides
+
+    base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose([*base, "trainer.num_nodes=two"]))
+    assert str(err.value) == "trainer.num_nodes='two': must be a positive int"
+    # Another key under trainer that cannot resolve is not the trainer settings' to report.
+    assert trainer_settings({"num_nodes": "two"}).num_nodes == 1

@@ -176,7 +176,9 @@ def test_sigusr2_requeues_and_resumes_from_last_checkpoint(slurm_env, tiny_model
          "+callbacks.slow.seconds=0.3", *job_args(tiny_model_dir, tiny_csv, tmp_path), "logger=wandb"],
         cwd=ROOT, env=slurm_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     job_dir = sweep / "0"
-    first, err = signal_first_job(launch, job_dir, slurm_env)
+    # Signalled once it has trained and validated (curve.csv), not a fixed time after start: on a loaded machine
+    # the job could still be loading then, with nothing to resume from.
+    first, err = signal_first_job(launch, job_dir, slurm_env, started="curve.csv", wait=0.5)
     assert launch.returncode == 0, err[-3000:]
     metrics = json.loads((job_dir / "metrics.json").read_text())
     assert metrics["resumed_from"] == str(job_dir / "checkpoints" / "last.ckpt")

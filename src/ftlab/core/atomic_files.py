@@ -43,7 +43,8 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         write(Path(tmp))
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        with contextlib.suppress(OSError):  # readable by the team; some network file systems refuse chmod
+            os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

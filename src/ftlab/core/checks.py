@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.core.trainer_settings import TrainerSettings, trainer_settings
+from ftlab.core.trainer_settings import TRAINER_KEYS, TrainerSettings, trainer_settings
 
 
 class FtlabError(ValueError):
@@ -109,7 +109,8 @@ class Checker:
     @cached_property
     def trainer(self) -> TrainerSettings:
         """The trainer settings, parsed once for every check that depends on them."""
-        return trainer_settings(self.plain("trainer"))
+        # Key by key: an unresolvable value elsewhere under trainer is not this object's to report.
+        return trainer_settings({key: self.plain(f"trainer.{key}") for key in TRAINER_KEYS})
 
     def plain(self, key: str) -> Any:
         """The node at ``key`` as plain, resolved Python (dicts and lists)."""

@@ -18,6 +18,11 @@ TARGET_ROLES: dict[tuple[str, ...], str] = {
     ("trainer", "strategy"): "lightning.pytorch.strategies.Strategy",
     ("optimizer",): "torch.optim.Optimizer",
 }
+# ftlab classes that configs name and that moved, old path -> new: a job directory saved (or a SLURM job queued)
+# before the move still resumes, exports and requeues.
+MOVED_TARGETS = {
+    "ftlab.runtime.checkpointing.ResumableCheckpoint": "ftlab.training.checkpointing.ResumableCheckpoint",
+}
 # Options that would run code shipped with a checkpoint or data set; ftlab never sets them.
 UNSAFE_OPTIONS = ("trust_remote_code",)
 
@@ -91,6 +96,25 @@ def _subclass_of(target: str, base: str) -> bool:
     except Exception:  # not importable: not allowed
         return False
     return isinstance(cls, type) and issubclass(cls, base_cls)
+
+
+def upgrade_targets(node: Any) -> Any:
+    """``node`` (plain dicts and lists, as ``OmegaConf.to_container`` gives) with every moved ``_target_`` written
+    as it is named today (``MOVED_TARGETS``)."""
+    if isinstance(node, dict):
+        return {k: (MOVED_TARGETS.get(v, v) if k == "_target_" and isinstance(v, str) else upgrade_targets(v))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [upgrade_targets(v) for v in node]
+    return node
+
+
+def load_saved_config(path: Path):
+    """A job's saved ``.hydra/config.yaml`` as a DictConfig, its moved targets upgraded (``upgrade_targets``);
+    nothing is resolved, so nothing in it runs. Parse errors propagate to the caller, which names the file."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(upgrade_targets(OmegaConf.to_container(OmegaConf.load(path), resolve=False)))
 
 
 def check_saved_config(saved: dict, where: str) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 # Lightning's precision names that ftlab accepts; null means Lightning's default, 32-true.
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 DEFAULT_PRECISION = "32-true"
+TRAINER_KEYS = ("precision", "devices", "num_nodes", "strategy")  # what TrainerSettings reads of cfg.trainer
 ALIASES = {"32": "32-true"}
 CUDA_ONLY_PRECISIONS = ("16-mixed", "16-true")  # float16 has no CPU kernels for training
 # Weights in 16 bits for *-true half precisions; *-mixed keeps 32-bit weights (and casts them per forward).
@@ -114,4 +115,9 @@ def trainer_settings(trainer_cfg: Any) -> TrainerSettings:
     get = trainer_cfg.get if trainer_cfg is not None else (lambda key, default=None: default)
     precision = str(get("precision") or DEFAULT_PRECISION)
     return TrainerSettings(precision=ALIASES.get(precision, precision), devices=get("devices", 1),
-                           num_nodes=int(get("num_nodes") or 1), strategy=get("strategy", "auto"))
+                           num_nodes=_count(get("num_nodes")), strategy=get("strategy", "auto"))
+
+
+def _count(value: Any) -> int:
+    """A node count as Lightning takes it; null or a malformed value count as 1 (validation names the latter)."""
+    return int(value) if isinstance(value, int) or str(value).isdigit() else 1

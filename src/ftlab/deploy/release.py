@@ -18,8 +18,7 @@ from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.checks import FtlabError, ToolParser, at_least, tool_name
-from ftlab.core.saved_config import check_saved_config
-from ftlab.data.datamodule import FineTuneData
+from ftlab.core.saved_config import check_saved_config, load_saved_config
 from ftlab.deploy.card import with_deploy_section
 from ftlab.deploy.export import write_metrics
 from ftlab.deploy.onnx import (
@@ -34,7 +33,6 @@ from ftlab.deploy.predict import read_texts
 from ftlab.deploy.quantize import INT8_FILE, file_size, quantize_int8
 from ftlab.deploy.runners import OnnxModel
 from ftlab.deploy.variants import compare, flat_metrics, table, warning
-from ftlab.model.loading import load_tokenizer
 from ftlab.tasks import get_task
 
 PARITY_TEXTS = 16  # test rows the parity check runs on
@@ -90,12 +88,15 @@ def job_test_split(job: Path, model_dir: Path) -> JobTestSplit:
     """The test split of the job in ``job``, rebuilt from its saved config with the exported tokenizer."""
     from omegaconf import OmegaConf
 
+    # Local: the data module imports Lightning (seconds), which only --quantize needs, not --help or a plain export.
+    from ftlab.data.datamodule import FineTuneData
+    from ftlab.model.loading import load_tokenizer
 
     saved = job / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise FtlabError(f"{job}: --quantize compares int8 with fp32 on the job's test split, so it needs a job "
                          "directory (with .hydra/config.yaml and model/); this one has no .hydra/config.yaml")
-    cfg = OmegaConf.load(saved)
+    cfg = load_saved_config(saved)
     if problems := check_saved_config(OmegaConf.to_container(cfg, resolve=False), str(saved)):
         raise FtlabError(problems[0])
     task = get_task(cfg.task)

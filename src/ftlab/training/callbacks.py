@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from ftlab.core.atomic_files import atomic_write
+from ftlab.core.saved_config import upgrade_targets
 
 
 def current_rss_bytes() -> int:
@@ -134,7 +135,7 @@ def build_callbacks(cfg: dict[str, Any] | None, has_logger: bool, progress_bar: 
     for spec in (cfg or {}).values():
         if spec is None:
             continue
-        callback = instantiate(spec, _convert_="all")
+        callback = instantiate(upgrade_targets(spec), _convert_="all")  # a requeued job's config may predate a move
         if isinstance(callback, LearningRateMonitor) and not has_logger:
             continue
         if isinstance(callback, ProgressBar) and not progress_bar:

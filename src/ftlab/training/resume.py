@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from ftlab.core.checks import ConfigError
-from ftlab.core.saved_config import check_saved_config
+from ftlab.core.saved_config import check_saved_config, load_saved_config
 from ftlab.tracking.loggers import finish_loggers
 from ftlab.training.validation_schedule import in_mid_epoch_validation, validation_follows
 
@@ -179,7 +179,7 @@ def resume_config(cfg):
     if last_checkpoint(job) is None:
         raise ConfigError([f"resume={cfg.resume!r}: the job has no {LAST_CHECKPOINT} to resume from"])
     try:
-        old = OmegaConf.load(saved)
+        old = load_saved_config(saved)
     except Exception as err:  # YAML syntax (yaml.YAMLError), undecodable bytes, OmegaConf's own errors
         mark = getattr(err, "problem_mark", None)
         detail = (f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}" if mark is not None
