@@ -110,7 +110,8 @@ class Checker:
     def trainer(self) -> TrainerSettings:
         """The trainer settings, parsed once for every check that depends on them."""
         # Key by key: an unresolvable value elsewhere under trainer is not this object's to report.
-        return trainer_settings({key: self.plain(f"trainer.{key}") for key in TRAINER_KEYS})
+        values = {key: self.plain(f"trainer.{key}") for key in TRAINER_KEYS}
+        return trainer_settings({key: value for key, value in values.items() if value is not None})
 
     def plain(self, key: str) -> Any:
         """The node at ``key`` as plain, resolved Python (dicts and lists)."""
