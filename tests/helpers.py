@@ -268,3 +268,18 @@ class TrainingModes(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         TrainingModes.seen.append({name: module.training for name, module in pl_module.model.named_modules()
                                    if any(True for _ in module.parameters(recurse=False))})
+
+
+def make_tiny_classifier(base: Path, directory: Path, labels: tuple[str, ...] = ("food", "sport", "tech"),
+                         seed: int = 0) -> Path:
+    """What a text classification job exports to ``model/``: the tiny BERT ``base`` with a fresh head for ``labels``,
+    and its tokenizer."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(base).save_pretrained(directory)
+    return directory

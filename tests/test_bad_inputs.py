@@ -58,6 +58,12 @@ SETTINGS = {
     "max_length=100": "max_length=100: the model has 64 positions; valid: 1..64",
     "lr=0": "lr=0: must be a positive float",
     "optimizer.lr=-1": "optimizer.lr=-1: must be a positive float",
+    "lr=inf": "lr=inf: must be a positive float, and finite",
+    "seed=-1": "seed=-1: must be an integer in 0..4294967295 (what numpy and Lightning can seed)",
+    "trainer.max_epochs=0": "trainer.max_epochs=0: must be an integer >= 1 or -1 or null",
+    "++trainer.overfit_batches=1": "trainer.overfit_batches=1: it validates and tests on training batches, so val/ "
+                                   "and test/ metrics would be training metrics; valid: 0 (or absent)",
+    "++trainer.use_distributed_sampler=false": "trainer.use_distributed_sampler=False: without it every process",
     "layer_decay=0": "layer_decay=0: must be a fraction in (0, 1]",
     "batch_size=0": "batch_size=0: must be a positive int",
     "seed=forty": "seed='forty': must be an integer",
@@ -186,6 +192,60 @@ def test_numeric_labels_with_a_gap_keep_their_names(tiny_model_dir, tmp_path):
     assert metrics["test/confusion_matrix"]["labels"] == ["1", "2"]  # not "1.0", "2.0"
 
 
+SPELLING = "valid: one consistent spelling per class"
+
+ONE_LINE_DATA = {  # file: (content, the whole message after "<path>")
+    "case.csv": ("text,label\n" + GOOD_ROWS + "team coach,Sport\n",
+                 ": labels 'Sport' and 'sport' differ only in case; " + SPELLING),
+    "spaces.csv": ("text,label\n" + GOOD_ROWS + "team coach, sport\n",
+                   ": labels ' sport' and 'sport' differ only in surrounding white space; " + SPELLING),
+    "case.jsonl": ("".join(json.dumps({"text": text, "label": label}) + "\n" for line in GOOD_ROWS.splitlines()
+                           for text, label in [line.split(",")]) + '{"text": "team coach", "label": "Food"}\n',
+                   ": labels 'Food' and 'food' differ only in case; " + SPELLING),
+    "header.csv": ("text,label,label\n" + GOOD_ROWS.replace("\n", ",food\n"),
+                   ":1: the header names column(s) 'label' more than once, and only the first would be read; valid: "
+                   "every column named once"),
+    "two_labels.csv": ("text,label\n" + GOOD_ROWS + "goal match team 3,food\n",
+                       ": lines 8 and 26 have the same text ('goal match team 3') but labels 'sport' and 'food'; "
+                       "valid: one label per text (correct or remove one of them)"),
+}
+
+
+@pytest.mark.parametrize("name", list(ONE_LINE_DATA))
+def test_bad_labels_and_columns(name, tiny_model_dir, tmp_path):
+    """Problems found when the config is checked are named with their data key; the rest with the file only."""
+    content, expected = ONE_LINE_DATA[name]
+    data = _csv(tmp_path / name, content)
+    out = tmp_path / "job"
+    prefix = "" if name == "two_labels.csv" else "data.path: "
+    assert refused(tiny_overrides(tiny_model_dir, data, out), out) == f"{prefix}{data}{expected}"
+
+
+def _label_folder(root, files: dict[str, str]):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def test_label_folder_without_class_sub_folders(tiny_model_dir, tmp_path):
+    docs = _label_folder(tmp_path / "docs", {".ipynb_checkpoints/1-checkpoint.txt": "goal match", "a.txt": "soup"})
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, docs, out, "data.source=folder"), out)
+    assert message == (f"data.path: {docs}: no class sub-folders; valid: one sub-folder per class, named by its label, "
+                       "holding that class's text files (e.g. sport/001.txt)")
+
+
+def test_label_folder_junk_is_no_class(tiny_model_dir, tmp_path):
+    docs = _label_folder(tmp_path / "docs", {"sport/1.txt": "goal match", "sport/.DS_Store": "\x00",
+                                             ".ipynb_checkpoints/1-checkpoint.txt": "goal match",
+                                             "__MACOSX/sport/._1.txt": "\x00", "Thumbs.db": "\x00"})
+    out = tmp_path / "job"
+    message = refused(tiny_overrides(tiny_model_dir, docs, out, "data.source=folder"), out)
+    assert message == "data.label_column='label': found 1 class(es); classification needs at least 2"
+
+
 def test_bbc_strict_encoding_names_the_latin1_article(tmp_path):
     out = tmp_path / "job"
     message = refused(["data.encoding_errors=strict", f"output_dir={out}", "logger=none",
@@ -241,6 +301,13 @@ def _broken_model(tiny_model_dir, tmp_path, damage: str):
     elif damage == "truncated weights":
         weights = model / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    elif damage == "pickled weights":
+        import torch
+        from safetensors.torch import load_file
+
+        torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin",
+                   _use_new_zipfile_serialization=False)
+        (model / "model.safetensors").unlink()
     elif damage == "no config":
         (model / "config.json").unlink()
     elif damage == "broken config":
@@ -252,6 +319,8 @@ MODEL_DAMAGE = {
     "no tokenizer": "no tokenizer files; valid: one of tokenizer.json, vocab.txt",
     "no weights": "no weights; valid: model.safetensors or pytorch_model.bin",
     "truncated weights": "model.safetensors is truncated or corrupt",
+    "pickled weights": "pytorch_model.bin is a legacy pickle (torch.save before 1.6), which can run code when loaded "
+                       "and which ftlab does not load; valid: model.safetensors",
     "no config": "no config.json there (not a checkpoint directory)",
     "broken config": "cannot load its config",
 }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from omegaconf import OmegaConf
 
@@ -66,8 +67,28 @@ class Env:
         """A private copy of a built model (``clf``, ``ner``, ``base``), as a model directory in ``tmp``."""
         return Path(shutil.copytree(self.models[name], self.tmp / name))
 
-    def predict(self, *extra: str, model: Path | None = None, input: Path | None = None) -> list[str]:
-        return [str(model or self.job), "--input", str(input or self.input), "--output", str(self.output), *extra]
+    def predict(self, *extra: str, model: Path | None = None, input: Path | None = None,
+                output: Path | None = None) -> list[str]:
+        return [str(model or self.job), "--input", str(input or self.input), "--output", str(output or self.output),
+                *extra]
+
+    def link(self, name: str, to: Path) -> Path:
+        """A symbolic link ``name`` in ``tmp`` to ``to``."""
+        (self.tmp / name).symlink_to(to)
+        return self.tmp / name
+
+    def other_job(self, name: str, hydra: bool = True) -> Path:
+        """Another job's directory in ``tmp``: a saved config (``hydra``) or ``model/`` beside ``checkpoints/``."""
+        job = self.tmp / name
+        if hydra:
+            (job / ".hydra").mkdir(parents=True)
+            (job / ".hydra" / "config.yaml").write_text("task: text_classification\nmax_length: 16\n")
+        else:
+            (job / "model").mkdir(parents=True, exist_ok=True)  # exists when ``name`` is the case's own job
+            (job / "checkpoints").mkdir()
+            (job / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+        (job / "metrics.json").write_text('{"test/acc": 0.9}\n')
+        return job
 
     def sweep(self, *jobs: str, completed: bool = False) -> Path:
         sweep = self.tmp / "sweep"
@@ -186,6 +207,36 @@ CASES = [
     Case("predict-output-is-a-directory", "predict", lambda e: (
         [str(e.job), "--input", str(e.input), "--output", str(e.tmp)],
         [f"--output {e.tmp}: is a directory", "give a file path"])),
+    # -- predict: an output over what must stay (the model, a job's results, the input) -------------------------
+    Case("predict-output-over-the-weights", "predict", lambda e: (
+        e.predict(output=e.model / "model.safetensors"),
+        [f"--output {e.model / 'model.safetensors'}: is inside the model directory {e.model}", "give a path outside"])),
+    Case("predict-output-new-file-in-the-model-dir", "predict", lambda e: (
+        e.predict(output=e.model / "preds.jsonl"), [f"--output {e.model / 'preds.jsonl'}: is inside the model "
+                                                    f"directory {e.model}"])),
+    Case("predict-output-symlink-to-the-weights", "predict", lambda e: (
+        e.predict(output=e.link("out.jsonl", e.model / "model.safetensors")),
+        [f"--output {e.tmp / 'out.jsonl'}: is inside the model directory {e.model}"])),
+    Case("predict-output-in-the-job-dir-read", "predict", lambda e: (
+        e.predict(output=e.job / "preds.jsonl"),
+        [f"--output {e.job / 'preds.jsonl'}: is inside the job directory {e.job}", "give a path outside it"])),
+    Case("predict-output-over-another-jobs-metrics", "predict", lambda e: (
+        e.predict(output=e.other_job("other") / "metrics.json"),
+        [f"--output {e.tmp / 'other' / 'metrics.json'}: is inside the job directory {e.tmp / 'other'}"])),
+    Case("predict-output-over-another-jobs-checkpoint", "predict", lambda e: (
+        e.predict(output=e.other_job("other", hydra=False) / "checkpoints" / "best.ckpt"),
+        [f"--output {e.tmp / 'other' / 'checkpoints' / 'best.ckpt'}: is inside the job directory {e.tmp / 'other'}"])),
+    Case("predict-output-symlink-to-the-input", "predict", lambda e: (
+        e.predict(output=e.link("out.jsonl", e.input)), [f"--output {e.tmp / 'out.jsonl'}: is the --input file"])),
+    Case("predict-input-lone-surrogate-jsonl", "predict", lambda e: (
+        e.predict(input=e.file("in.jsonl", '{"text": "goal team"}\n{"text": "goal \\ud800 team"}\n')),
+        [f"--input {e.tmp / 'in.jsonl'}: line 2: 'text' has a lone surrogate (U+D800), not valid Unicode text"])),
+    Case("predict-input-lone-surrogate-json", "predict", lambda e: (
+        e.predict(input=e.file("in.json", '[{"text": "goal \\udfff"}]')),
+        [f"--input {e.tmp / 'in.json'}: item 1: 'text' has a lone surrogate (U+DFFF)"])),
+    Case("predict-input-surrogate-bytes-txt", "predict", lambda e: (
+        e.predict(input=e.file("in.txt", b"goal team\ngoal \xed\xa0\x80 team\n")),
+        [f"--input {e.tmp / 'in.txt'}:2: not UTF-8 text (byte 0xed)", "save the file as UTF-8"])),
     # -- onnx_export ---------------------------------------------------------------------------------------------
     Case("onnx-model-missing", "onnx_export", lambda e: (
         [str(e.tmp / "nope")], [f"{e.tmp / 'nope'}: no such directory", MODEL_HELP])),
@@ -212,6 +263,36 @@ CASES = [
     Case("onnx-output-is-a-file", "onnx_export", lambda e: (
         [str(e.job), "--output", str(e.input)], [f"--output {e.input}: exists and is not a directory",
                                                  "give a directory"])),
+    # -- onnx_export: an output directory over what must stay (it is replaced whole) ------------------------------
+    Case("onnx-output-is-the-job-dir", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(e.job)],
+        [f"--output {e.job}: contains the model directory {e.model}, which the output would replace"])),
+    Case("onnx-output-is-the-model-dir", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(e.model)], [f"--output {e.model}: is the model directory"])),
+    Case("onnx-output-inside-the-model-dir", "onnx_export", lambda e: (
+        [str(e.model), "--output", str(e.model / "onnx")],
+        [f"--output {e.model / 'onnx'}: is inside the model directory {e.model}"])),
+    Case("onnx-output-contains-the-model", "onnx_export", lambda e: (
+        [str(e.copy("ner")), "--output", str(e.tmp)],
+        [f"--output {e.tmp}: contains the model directory {e.tmp / 'ner'}"])),
+    Case("onnx-output-symlink-to-the-job", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(e.link("exports", e.job))],
+        [f"--output {e.tmp / 'exports'}: contains the model directory {e.model}"])),
+    Case("onnx-output-over-the-jobs-checkpoints", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(after(e.other_job("job", hydra=False), e.job / "checkpoints"))],
+        [f"--output {e.job / 'checkpoints'}: is inside the job directory {e.job}",
+         "give a path outside it, or its onnx/"])),
+    Case("onnx-output-is-another-job", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(e.other_job("other"))],
+        [f"--output {e.tmp / 'other'}: is a job directory"])),
+    Case("onnx-output-contains-the-input", "onnx_export", lambda e: (
+        [str(e.job), "--input", str(after((e.tmp / "texts").mkdir(), e.file("texts/in.txt", "goal team\n"))),
+         "--output", str(e.tmp / "texts")], [f"--output {e.tmp / 'texts'}: contains the --input file"])),
+    Case("onnx-output-dir-of-other-files", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(after((e.tmp / "docs").mkdir(), after(e.file("docs/a.md", "x"),
+                                                                              e.tmp / "docs")))],
+        [f"--output {e.tmp / 'docs'}: a directory with other files in it (no model.onnx or parity.json)",
+         "give a new or empty directory, or an earlier export"])),
     # -- report --------------------------------------------------------------------------------------------------
     Case("report-dir-missing", "report", lambda e: (
         [str(e.tmp / "nope")], [f"{e.tmp / 'nope'}: no such directory", "give a sweep directory"])),
@@ -277,6 +358,18 @@ def test_predict_works_on_the_same_fixture(models, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".preds")] == []  # no temporary file left
 
 
+def test_onnx_export_writes_and_replaces_the_jobs_own_onnx_folder(models, tmp_path, capsys):
+    """The control of the onnx_export output cases: in a real job directory, the default ``<job>/onnx/`` is written
+    and, exported again, replaced; the job's other files stay as they were."""
+    env = Env(tmp_path, models)
+    env.other_job("job", hydra=False)  # the case's job becomes a real one: model/ beside checkpoints/, metrics.json
+    job_files = _files(env.job)
+    assert onnx_main([str(env.job)]) == 0
+    assert onnx_main([str(env.job), "--output", str(env.job / "onnx")]) == 0
+    assert (env.job / "onnx" / "model.onnx").is_file()
+    assert {k: v for k, v in _files(env.job).items() if not k.startswith("onnx")} == job_files
+
+
 def test_exported_model_has_shareable_permissions_whatever_the_umask(models, tmp_path):
     from types import SimpleNamespace
 
@@ -316,8 +409,14 @@ def fake_job(root: Path, config: dict | str | None, checkpoint: bool = True) -> 
         (root / ".hydra" / "config.yaml").write_text(text)
     if checkpoint:
         (root / "checkpoints").mkdir()
-        (root / "checkpoints" / "last.ckpt").write_bytes(b"")
+        torch.save({"global_step": 3}, root / "checkpoints" / "last.ckpt")  # a readable checkpoint archive
     return root
+
+
+def _cut(checkpoint: Path) -> Path:
+    """Cut ``checkpoint`` to half its size (a disk that filled, a copy interrupted); returns its job directory."""
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    return checkpoint.parent.parent
 
 
 def _set(config: dict, dotted: str, value) -> dict:
@@ -344,6 +443,9 @@ RESUME_CASES = {
                       ["not a job directory (no .hydra/config.yaml there)"]),
     "no-last-checkpoint": (lambda tmp, c: fake_job(tmp / "job", c, checkpoint=False),
                            ["the job has no checkpoints/last.ckpt to resume from"]),
+    "truncated-last-checkpoint": (
+        lambda tmp, c: _cut(fake_job(tmp / "job", c) / "checkpoints" / "last.ckpt"),
+        ["checkpoints/last.ckpt is truncated or corrupt (File is not a zip file); the job cannot continue from it"]),
     "config-not-yaml": (lambda tmp, c: fake_job(tmp / "job", "model: {broken\n  - ["),
                         ["config.yaml cannot be parsed (ParserError: line 2, column 5: expected ',' or '}', "
                          "but got '['",
@@ -368,6 +470,26 @@ RESUME_CASES = {
     "target-from-an-interpolation": (
         lambda tmp, c: fake_job(tmp / "job", _set(c, "optimizer._target_", "${oc.env:EVIL_TARGET}")),
         ["optimizer._target_='${oc.env:EVIL_TARGET}'", "or a subclass of torch.optim.Optimizer"]),
+    "resolver-builds-a-target": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "callbacks.x", "${oc.create:{_target_: shutil.copyfile, "
+                                                  "src: /etc/hostname, dst: /tmp/copied}}")),
+        ["callbacks.x='${oc.create:{_target_: shutil.copyfile", "calls the resolver 'oc.create'",
+         "valid: the value itself, or one of ftlab.monitor_mode:${monitor, hydra:runtime.output_dir, "
+         "oc.env:FTLAB_CACHE"]),
+    "resolver-in-a-list-item": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "logger.csv.flush_logs_every_n_steps",
+                                                  ["ok", "${oc.decode:'{_target_: os.system}'}"])),
+        ["logger.csv.flush_logs_every_n_steps[1]=", "calls the resolver 'oc.decode'"]),
+    "resolver-name-from-an-interpolation": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "seed", "${${name}:x}")),
+        ["seed='${${name}:x}', which calls the resolver '$'"]),
+    "env-variable-ftlab-does-not-read": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "data.cache_dir", "${oc.env:AWS_SECRET_ACCESS_KEY}")),
+        ["data.cache_dir='${oc.env:AWS_SECRET_ACCESS_KEY}', which calls the resolver 'oc.env'"]),
+    "callback-moved-into-the-strategy-by-interpolation": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "trainer.strategy", "${callbacks.killer}")),
+        ["config.yaml (resolved) sets trainer.strategy._target_='tests.helpers.SignalAt'",
+         "or a subclass of lightning.pytorch.strategies.Strategy"]),
     "trust-remote-code": (
         lambda tmp, c: fake_job(tmp / "job", _set(c, "model.trust_remote_code", True)),
         ["model.trust_remote_code=True", "valid: false (or absent)"]),
@@ -396,6 +518,41 @@ def test_resume_refuses_a_foreign_target_before_instantiating_anything(saved_con
         train(OmegaConf.create({"resume": str(job)}))
     assert not marker.exists()
     assert sorted(p.name for p in job.iterdir()) == [".hydra", "checkpoints"]  # nothing written into the job
+
+
+def test_resume_resolves_nothing_that_calls_code(saved_config, tmp_path):
+    from ftlab.train import train
+
+    source, copied = tmp_path / "source", tmp_path / "copied"
+    source.write_text("secret")
+    job = fake_job(tmp_path / "job", _set(saved_config, "callbacks.x", "${oc.create:{_target_: shutil.copyfile, "
+                                                                         f"src: {source}, dst: {copied}}}}}"))
+    with pytest.raises(ConfigError, match=r"callbacks\.x=.*calls the resolver 'oc\.create'"):
+        train(OmegaConf.create({"resume": str(job)}))
+    assert not copied.exists()
+    assert sorted(p.name for p in job.iterdir()) == [".hydra", "checkpoints"]
+
+
+def test_resume_with_a_changed_setting_is_refused_naming_it(saved_config, tiny_model_dir, tiny_csv, tmp_path,
+                                                            monkeypatch):
+    import ftlab.training.resume as resume
+
+    job = fake_job(tmp_path / "job", saved_config)
+    again = ["lr=2e-4", f"seed={saved_config['seed']}", "strategy=full"]  # the saved values: nothing is ignored
+    changed = ["lr=0.5", "trainer.max_epochs=7", "strategy=lora"]
+    assert saved_config["lr"] == 2e-4 and saved_config["strategy"]["name"] == "full"
+    for given, ignored in ((again, None), ([again[1], *changed], "lr=0.5, trainer.max_epochs=7, strategy=lora")):
+        given = [f"resume={job}", *given]
+        monkeypatch.setattr(resume, "command_line_overrides", lambda given=given: given)
+        cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, *given))
+        if ignored is None:
+            assert resume_config(cfg).lr == 2e-4
+            continue
+        with pytest.raises(ConfigError) as exc:
+            resume_config(cfg)
+        assert str(exc.value) == (f"resume='{job}' continues the job with its saved settings, so these overrides "
+                                  f"would be ignored: {ignored}; valid: resume=<job dir> alone, or a new job (not "
+                                  "resumed) to change a setting")
 
 
 def test_resume_accepts_a_genuine_saved_config(saved_config, tmp_path):

@@ -63,6 +63,24 @@ def test_checkpoint_reloads_with_same_freezing(tiny_model_dir, tiny_csv, tmp_pat
                                        "train_head": True, "frozen_dropout": False}
     assert metrics["params/trainable"] == module.param_counts["params/trainable"] == 6789 + 1056 + 99
     assert metrics["global_step"] == 2
+    # a single job keeps best.ckpt (reloaded above) and drops last.ckpt, the optimizer state, once it succeeded
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt"]
+    assert metrics["keep_checkpoints"] == "best"
+    disk = json.loads((tmp_path / "plan.json").read_text())["disk_bytes"]
+    weights = json.loads((tmp_path / "plan.json").read_text())["memory_bytes"]["weights"]
+    assert disk["files"]["model/"] == disk["files"]["best.ckpt"] == weights and disk["after_success"] == 2 * weights
+
+
+@pytest.mark.slow
+def test_keep_checkpoints_none_leaves_the_model_as_the_result(tiny_model_dir, tiny_csv, tmp_path):
+    metrics = train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke",
+                                           "keep_checkpoints=none")))
+    assert not (tmp_path / "checkpoints").exists() and (tmp_path / "model" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "metrics.json").read_text())["keep_checkpoints"] == metrics["keep_checkpoints"]
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["disk_bytes"]["after_success"] == plan["memory_bytes"]["weights"]  # model/ alone
+    on_disk = (tmp_path / "model" / "model.safetensors").stat().st_size
+    assert 0 <= on_disk - plan["memory_bytes"]["weights"] < 8192  # the estimate is the file, but for its header
 
 
 def wandb_run_file(out):

@@ -20,7 +20,7 @@ from ftlab.deploy.card import write_model_card
 from ftlab.deploy.curves import write_curves
 from ftlab.deploy.export import export_model, format_metrics, write_metrics
 from ftlab.deploy.release import JobTestSplit, release
-from ftlab.model.loading import load_tokenizer
+from ftlab.model.loading import check_max_length, load_tokenizer
 from ftlab.model.local_files import config_only
 from ftlab.planning.cost import format_plan, job_plan, planned_model, write_plan
 from ftlab.planning.devices import device_section
@@ -30,13 +30,20 @@ from ftlab.strategies import strategy_label
 from ftlab.sweeps.pruning import TrialPruning, trial_pruning, write_pruned
 from ftlab.tracking.loggers import build_loggers, finish_loggers
 from ftlab.training.callbacks import BudgetCurve, SpeedMonitor, build_callbacks
+from ftlab.training.checkpoint_retention import disk_plan, keep_policy, prune_checkpoints
 from ftlab.training.checkpointing import SafeCheckpointIO
 from ftlab.training.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch
 from ftlab.training.module import FineTuneModule
 from ftlab.training.optimization import learning_rate
 from ftlab.training.prefix_cache import build_prefix_cache
+from ftlab.training.result_guard import check_finite, check_steps
 from ftlab.training.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
-from ftlab.training.validation_schedule import CurvePoints, keep_patience_in_epochs, validation_interval
+from ftlab.training.validation_schedule import (
+    CurvePoints,
+    check_interval_fits,
+    keep_patience_in_epochs,
+    validation_interval,
+)
 from ftlab.validate import validate_config
 
 log = logging.getLogger(__name__)
@@ -65,10 +72,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return {"plan": _publish_plan(cfg, plan, out_dir)}
 
     tokenizer = load_tokenizer(_plain(cfg.model), cfg.task)
+    check_max_length(tokenizer, cfg.max_length)
     datamodule = FineTuneData(_plain(cfg.data), tokenizer, cfg.max_length, cfg.batch_size, cfg.eval_batch_size,
                               cfg.seed, task=cfg.task, index_train=bool(cfg.get("cache_frozen")))
     datamodule.prepare_data()
     datamodule.setup("fit")
+    check_interval_fits(cfg.trainer, datamodule.train_batches())
     module = FineTuneModule(
         model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task,
@@ -91,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _publish_plan(cfg: DictConfig, plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Print and save the plan (rank 0); with ``plan_only``, per device and the fits table of the contenders too."""
+    plan.setdefault("disk_bytes", disk_plan(plan["memory_bytes"], keep_policy(cfg)))
     extra = ""
     if cfg.get("plan_only"):
         plan["devices"], extra = device_section(cfg, plan)
@@ -175,6 +185,7 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
     pruning = next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
     if pruning is not None and pruning.pruned_at is not None:  # a pruned search trial has no test result
         return write_pruned(out_dir, pruning, speed.fit_time) if trainer.is_global_zero else {"search/pruned": True}
+    check_steps(trainer.global_step)
     saver = next((c for c in trainer.checkpoint_callbacks  # the one keeping the best (not the periodic last.ckpt)
                   if isinstance(c, ModelCheckpoint) and c.monitor and c.save_top_k != 0), None)
     best = saver.best_model_path if saver is not None else ""
@@ -196,6 +207,7 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
         "resumed_from": str(resume_from) if resume_from else None,
         "best_checkpoint": best,
         "data/split_sizes": datamodule.split_sizes,
+        "data/fingerprint": datamodule.data_fingerprint(),
     }
 
 
@@ -206,7 +218,8 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
     state = trainer.strategy.lightning_module_state_dict() if is_fsdp(trainer.strategy) else None
     if not trainer.is_global_zero:
         return
-    export_model(module, out_dir / "model", state)
+    check_finite(state.items() if state is not None else module.model.named_parameters())
+    export_model(module, out_dir / "model", state, max_length=cfg.max_length)
     if "before/test/loss" in metrics:
         print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
     if cfg.get("export_onnx"):  # parity checked on real test inputs; int8 compared with fp32 on the test split
@@ -215,6 +228,7 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
                             module.task.collator(module.tokenizer), datamodule.eval_batch_size, module.tokenizer)
         metrics.update(release(out_dir / "model", out_dir / "onnx", test.texts(), onnx.get("quantize"),
                                onnx.get("tolerance", 1.0), test))
+    metrics["keep_checkpoints"] = keep_policy(cfg)
     curves = metrics.pop("test/curves", None)  # per-class ROC / PR points: their own file, not metrics.json
     if curves:
         write_curves(curves, metrics, out_dir)
@@ -223,6 +237,7 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
     for logger in trainer.loggers:
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))},
                            step=trainer.global_step)
+    prune_checkpoints(out_dir / "checkpoints", metrics["keep_checkpoints"])  # the results are written: safe now
     log.info("val:  %s", format_metrics(metrics, "val/"))
     print(f"[ftlab] test: {format_metrics(metrics, 'test/')}  (outputs: {out_dir})")
     if "retention/source" in metrics:

@@ -22,15 +22,17 @@ from ftlab.sweeps.pruning import check_trial
 from ftlab.sweeps.search_space import SEARCH_OPTIONS
 from ftlab.tasks import TASKS
 from ftlab.tasks.readers import COMMON_DATA_OPTIONS, check_splits
+from ftlab.training.checkpoint_retention import check_keep_checkpoints
 from ftlab.training.module import check_compile
 from ftlab.training.optimization import check_layer_decay, check_optimizer
 from ftlab.training.prefix_cache import check_cache_frozen
+from ftlab.training.trainer_arguments import check_trainer_arguments
 from ftlab.training.validation_schedule import check_curve_points
 
 GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
 TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
-             "monitor_mode", "resume", "export_onnx", "onnx", "eval_before", "plan_only", "output_dir",
-             "curve_points", "cache_frozen", "cache_frozen_memory", "retention", "device_memory",
+             "monitor_mode", "resume", "keep_checkpoints", "export_onnx", "onnx", "eval_before", "plan_only",
+             "output_dir", "curve_points", "cache_frozen", "cache_frozen_memory", "retention", "device_memory",
              "search")  # search: options of hparams_search=optuna
 
 __all__ = ["ConfigError", "validate_config"]
@@ -112,6 +114,7 @@ def _check_keys(c: Checker) -> None:
     data_options = {*COMMON_DATA_OPTIONS, *(k for t in TASKS.values() for k in t.data_options)}
     c.unknown_keys("data", data_options, "the data group")
     c.target_arguments("trainer")
+    check_trainer_arguments(c)
     for group in ("logger", "callbacks"):
         for name, spec in (c.get(group) or {}).items():
             if spec is not None:
@@ -126,8 +129,9 @@ def validate_config(cfg: DictConfig) -> None:
         c.positive(key, int)
     if c.get("eval_batch_size") is not None:
         c.positive("eval_batch_size", int)
-    if not isinstance(c.get("seed"), int):
-        c.fail("seed", "must be an integer")
+    seed = c.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        c.fail("seed", f"must be an integer in 0..{2**32 - 1} (what numpy and Lightning can seed)")
     if c.choice("task", tuple(TASKS)):
         _check_monitor(c)
     check_onnx_options(c)
@@ -135,6 +139,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_cache_frozen(c)
     check_retention(c)
     check_compile(c)
+    check_keep_checkpoints(c)
     check_trial(c)
     check_device_memory(c)
     _check_keys(c)

@@ -13,7 +13,7 @@ def test_a_saved_config_naming_a_moved_class_loads_as_today_and_passes_the_check
     saved = tmp_path / "config.yaml"
     saved.write_text(f"monitor: val/acc\ncallbacks:\n  last_checkpoint:\n    _target_: {OLD}\n"
                      "    every_n_train_steps: 5\n  other: [{_target_: " + OLD + "}]\n")
-    cfg = load_saved_config(saved)
+    cfg = load_saved_config(saved, "x")
     assert cfg.callbacks.last_checkpoint._target_ == "ftlab.training.checkpointing.ResumableCheckpoint"
     assert cfg.callbacks.other[0]._target_ == "ftlab.training.checkpointing.ResumableCheckpoint"
     assert cfg.callbacks.last_checkpoint.every_n_train_steps == 5 and cfg.monitor == "val/acc"

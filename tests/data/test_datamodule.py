@@ -15,7 +15,7 @@ from ftlab.tasks.labelled_texts import load_source
 
 def test_dedupe_and_stratified_split_are_deterministic():
     texts = [f"text {i}" for i in range(100)] + ["text 0", "text  1"]  # two duplicates (whitespace-insensitive)
-    labels = ["a" if i % 4 else "b" for i in range(100)] + ["a", "b"]
+    labels = ["a" if i % 4 else "b" for i in range(100)] + ["b", "a"]  # as the first time: one text, one label
     raw = {"train": (texts, labels)}
     splits, names = clean_and_split(raw, val_size=0.1, test_size=0.2, seed=1)
     assert names == ["a", "b"]

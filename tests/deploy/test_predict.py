@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from ftlab.deploy.predict import main as predict_main
 from ftlab.train import train
 from ftlab.training.module import FineTuneModule
-from tests.helpers import compose, tiny_overrides
+from tests.helpers import compose, make_tiny_classifier, tiny_overrides
 
 TEXTS = ["goal team coach league", "pasta soup cheese bread", "laptop chip server cloud", "ball score big news"]
 
@@ -72,3 +73,79 @@ def test_model_card_has_the_real_numbers(job):
     row = " | ".join(str(v) for v in metrics["test/confusion_matrix"]["matrix"][0])
     assert f"| food | {row} |" in card
     assert "lr 0.003, batch size 8, max length 16" in card and "python run.py" in card
+
+
+# -- the max_length predictions read texts at: the job's own ---------------------------------------------------------
+LONG = "goal team coach league " * 10  # 42 tokens with [CLS] and [SEP]: cut at 16, whole at 64 (the model's limit)
+
+
+@pytest.fixture
+def trained_at_16(tiny_model_dir, tmp_path):
+    """A job directory whose saved config says it trained at max_length=16, and a file of long texts."""
+    job = tmp_path / "job"
+    make_tiny_classifier(tiny_model_dir, job / "model")
+    (job / ".hydra").mkdir()
+    (job / ".hydra" / "config.yaml").write_text("task: text_classification\nmax_length: 16\nbatch_size: 8\n")
+    texts = tmp_path / "long.txt"
+    texts.write_text(f"{LONG}\npasta soup {LONG}\n")
+    return job, texts
+
+
+def probs(model, texts, tmp_path, *extra: str) -> list[list[float]]:
+    """The class probabilities ``python -m ftlab.predict`` writes for ``texts``."""
+    out = tmp_path / f"preds-{len(list(tmp_path.glob('preds-*')))}.jsonl"
+    assert predict_main([str(model), "--input", str(texts), "--output", str(out), *extra]) == 0
+    return [list(json.loads(line)["probs"].values()) for line in out.read_text().splitlines()]
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ftlab.deploy.trained_length"]
+
+
+def test_predict_reads_texts_at_the_max_length_the_job_trained_at(trained_at_16, tmp_path, caplog):
+    job, texts = trained_at_16
+    with caplog.at_level(logging.WARNING):
+        default = probs(job, texts, tmp_path)
+    assert warnings_of(caplog) == []
+    assert default == probs(job, texts, tmp_path, "--max-length", "16")
+    assert default != probs(job, texts, tmp_path, "--max-length", "64")  # the default did cut the texts at 16
+
+
+def test_another_max_length_is_used_with_a_warning_naming_both(trained_at_16, tmp_path, caplog):
+    job, texts = trained_at_16
+    with caplog.at_level(logging.WARNING):
+        at_32 = probs(job, texts, tmp_path, "--max-length", "32")
+    [line] = warnings_of(caplog)
+    assert "\n" not in line and "--max-length 32" in line and "max_length=16" in line, line
+    assert str(job / ".hydra" / "config.yaml") in line
+    assert at_32 != probs(job, texts, tmp_path)
+
+
+def test_an_exported_model_directory_records_its_max_length(trained_at_16, tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ftlab.deploy.export import export_model
+    from ftlab.deploy.trained_length import trained_max_length
+
+    job, texts = trained_at_16
+    module = SimpleNamespace(model=AutoModelForSequenceClassification.from_pretrained(job / "model"),
+                             tokenizer=AutoTokenizer.from_pretrained(job / "model"))
+    model = export_model(module, tmp_path / "shipped" / "model", max_length=16)  # no job's config beside it
+    assert trained_max_length(model) == (16, model / "ftlab.json")
+    default = probs(model, texts, tmp_path)
+    assert default == probs(model, texts, tmp_path, "--max-length", "16") != probs(model, texts, tmp_path,
+                                                                                  "--max-length", "64")
+
+
+def test_a_saved_config_is_read_without_resolving_it(trained_at_16, monkeypatch, caplog):
+    from ftlab.deploy.trained_length import trained_max_length
+
+    job, _ = trained_at_16
+    (job / ".hydra" / "config.yaml").write_text("max_length: ${oc.env:FTLAB_TEST_LENGTH}\n")
+    monkeypatch.setenv("FTLAB_TEST_LENGTH", "16")
+    with caplog.at_level(logging.WARNING):
+        assert trained_max_length(job / "model") is None  # not 16: the interpolation was not resolved
+    [line] = warnings_of(caplog)
+    assert "max_length='${oc.env:FTLAB_TEST_LENGTH}' is not a positive integer" in line

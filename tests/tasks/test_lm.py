@@ -233,3 +233,12 @@ def test_text_sources(tmp_path):
     (tmp_path / "corpus" / "2.txt").write_text("two")
     assert lm.read_documents({"path": str(tmp_path / "novel.txt")}) == {"train": ["It was a dark night.\n\nThe end.\n"]}
     assert lm.read_documents({"path": str(tmp_path / "corpus")}) == {"train": ["two", "one"]}  # sorted paths
+
+
+def test_a_text_folder_skips_what_an_os_or_a_tool_left_there(tmp_path):
+    corpus = tmp_path / "corpus"
+    for name, text in {"a/1.txt": "one", ".ipynb_checkpoints/1-checkpoint.txt": "draft", "a/.notes.txt": "hidden",
+                       "__MACOSX/a/._1.txt": "\x00\x05\x16\x07"}.items():
+        (corpus / name).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / name).write_text(text)
+    assert lm.read_documents({"path": str(corpus)}) == {"train": ["one"]}

@@ -66,6 +66,16 @@ def test_a_bad_row_deep_in_a_large_file_is_named_by_its_line(name, tiny_model_di
     assert not (tmp_path / "job" / "metrics.json").exists()
 
 
+def test_a_lone_surrogate_in_json_is_named_or_read_as_replacement(tmp_path, caplog):
+    """JSON can escape half a UTF-16 pair; the text it decodes to is no text (pandas, tokenizers and UTF-8 fail)."""
+    path = tmp_path / "half.jsonl"
+    path.write_text('{"text": "goal", "label": "sport"}\n{"text": "soup \\ud800", "label": "food"}\n')
+    with pytest.raises(FtlabError, match=r"half\.jsonl: line 2: 'text' has a lone surrogate \(U\+D800\), not valid"):
+        tables.read_table(str(path))
+    assert tables.read_table(str(path), errors="replace")["text"].tolist() == ["goal", "soup \ufffd"]
+    assert "lone surrogates in JSON strings read as U+FFFD" in caplog.text
+
+
 def test_tables_are_read_in_chunks_with_the_line_of_each(tmp_path):
     path = write_csv(tmp_path / "big.csv", big_rows(ROWS))
     chunks = list(tables.iter_table(str(path), chunk_rows=tables.CHUNK_ROWS, as_text=True))

@@ -123,7 +123,9 @@ class Checker:
 
     def positive(self, key: str, kind=float) -> None:
         value = self.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or kind(value) != value:
+        if isinstance(value, float) and not math.isfinite(value):  # inf would train to NaN weights, nan compares False
+            self.fail(key, f"must be a positive {kind.__name__}, and finite")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or kind(value) != value:
             self.fail(key, f"must be a positive {kind.__name__}")
 
     def choice(self, key: str, choices) -> bool:

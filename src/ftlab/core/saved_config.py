@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ftlab.core.checks import ConfigError
 
 # Keys of a saved config whose ``_target_`` may also name a subclass of what ftlab instantiates there (a user's own
 # callback, logger, Lightning strategy or torch optimizer, as ``+callbacks.x._target_=...`` adds); every other
@@ -40,22 +45,61 @@ def conf_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "conf"
 
 
-def _walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, str, Any]]:
-    """(path of the parent, key, value) for every key of every mapping in a nested dict / list structure."""
+def walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any, Any]]:
+    """(path of the parent, key or list index, value) for every entry of every mapping and list in a nested dict /
+    list structure."""
     if isinstance(node, dict):
         for key, value in node.items():
             yield path, key, value
-            yield from _walk(value, (*path, key))
+            yield from walk(value, (*path, key))
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _walk(value, (*path, i))
+            yield path, i, value
+            yield from walk(value, (*path, i))
 
 
-def _dotted(path: tuple, key: Any) -> str:
+def dotted(path: tuple, key: Any) -> str:
+    """``walk``'s path and key as a config key: ``callbacks.x``, ``tags[1]``."""
     out = ""
     for part in (*path, key):
         out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
     return out
+
+
+def resolver_calls(text: str) -> list[str]:
+    """The resolver calls in one config string, each as ``name:first argument`` (``oc.env:FTLAB_CACHE``,
+    ``ftlab.monitor_mode:${monitor}``). A name built from an interpolation comes back as ``$:``, which no allowed
+    call matches. Plain interpolations (``${output_dir}``) call nothing and are left out."""
+    calls = []
+    for start in (i for i in range(len(text) - 1) if text.startswith("${", i) and text[i - 1:i] != "\\"):
+        name = re.match(r"\s*([^\s}:${]*)\s*(.?)", text[start + 2:])
+        if name[2] == "$":
+            calls.append("$:")
+        elif name[2] == ":":
+            argument = re.match(r"\s*([^,}]*)", text[start + 2 + name.end():])[1]
+            calls.append(f"{name[1]}:{argument.strip()}")
+    return calls
+
+
+@functools.lru_cache(maxsize=4)
+def config_resolvers(directory: str) -> frozenset[str]:
+    """The resolver calls (``resolver_calls``) that ftlab's own config files outside the ``hydra`` group and
+    ``hydra:`` sections make: the only ones a saved job config may hold, so the list never drifts from the configs."""
+    return frozenset(call for _, _, value in _walk_conf(Path(directory)) if isinstance(value, str)
+                     for call in resolver_calls(value))
+
+
+def _walk_conf(root: Path) -> Iterator[tuple[tuple, str, Any]]:
+    """``walk`` over every config file in ``root`` but the ``hydra`` group and ``hydra:`` sections."""
+    import yaml
+
+    for file in sorted(root.rglob("*.yaml")):
+        if file.relative_to(root).parts[0] == "hydra":
+            continue
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items() if k != "hydra"}
+        yield from walk(data)
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,17 +107,7 @@ def config_targets(directory: str) -> frozenset[str]:
     """Every ``_target_`` that ftlab's config groups can put into a job's config: read from ``conf/**/*.yaml``, so the
     list never drifts from the configs (the ``hydra`` group and ``hydra:`` sections, which a job's saved config never
     holds, left out)."""
-    import yaml
-
-    root, targets = Path(directory), set()
-    for file in sorted(root.rglob("*.yaml")):
-        if file.relative_to(root).parts[0] == "hydra":
-            continue
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            data = {k: v for k, v in data.items() if k != "hydra"}
-        targets.update(v for _, k, v in _walk(data) if k == "_target_" and isinstance(v, str))
-    return frozenset(targets)
+    return frozenset(v for _, k, v in _walk_conf(Path(directory)) if k == "_target_" and isinstance(v, str))
 
 
 def _role(path: tuple) -> str | None:
@@ -84,7 +118,7 @@ def _role(path: tuple) -> str | None:
     return None
 
 
-def _subclass_of(target: str, base: str) -> bool:
+def subclass_of(target: str, base: str) -> bool:
     """Whether ``target`` names a class that subclasses ``base``; imports its module, instantiates nothing."""
     module, _, name = target.rpartition(".")
     if not module or not all(part.isidentifier() for part in target.split(".")):
@@ -109,29 +143,58 @@ def upgrade_targets(node: Any) -> Any:
     return node
 
 
-def load_saved_config(path: Path):
-    """A job's saved ``.hydra/config.yaml`` as a DictConfig, its moved targets upgraded (``upgrade_targets``);
-    nothing is resolved, so nothing in it runs. Parse errors propagate to the caller, which names the file."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.create(upgrade_targets(OmegaConf.to_container(OmegaConf.load(path), resolve=False)))
+def load_saved_config(path: Path, where: str, output_dir: Path | None = None) -> DictConfig:
+    """A job's saved ``.hydra/config.yaml`` as a DictConfig, its moved targets upgraded (``upgrade_targets``), once it
+    is known to be safe to run: checked as written (``check_saved_config``: no foreign target, no resolver ftlab's
+    configs do not use, so resolving it calls nothing), then checked again resolved, since an interpolation can put a
+    ``_target_`` where none was written. ``output_dir`` replaces the saved one (a resolver of the run that wrote it).
+    Raises ConfigError naming ``where`` and the file."""
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as err:  # YAML syntax (yaml.YAMLError), undecodable bytes, OmegaConf's own errors
+        mark = getattr(err, "problem_mark", None)
+        detail = (f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}" if mark is not None
+                  and getattr(err, "problem", None) else " ".join(str(err).split())[:200])
+        raise ConfigError([f"{where}: {path} cannot be parsed ({type(err).__name__}: {detail}); valid: the YAML config "
+                           "Hydra saved for the job"]) from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError([f"{where}: {path} is a {type(loaded).__name__}, not a mapping of config keys; valid: the "
+                           "YAML config Hydra saved for the job"])
+    cfg = OmegaConf.create(upgrade_targets(OmegaConf.to_container(loaded, resolve=False)))
+    if problems := check_saved_config(OmegaConf.to_container(cfg, resolve=False), f"{where}: {path}"):
+        raise ConfigError(problems)
+    if output_dir is not None:
+        cfg.output_dir = str(output_dir)
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # an interpolation to a missing key, a resolver that needs a running Hydra app
+        raise ConfigError([f"{where}: {path} does not resolve ({' '.join(str(err).split())[:200]}); valid: the YAML "
+                           "config Hydra saved for the job"]) from None
+    if problems := check_saved_config(resolved, f"{where}: {path} (resolved)"):
+        raise ConfigError(problems)
+    return cfg
 
 
 def check_saved_config(saved: dict, where: str) -> list[str]:
     """Problems that make a saved job config unsafe to run again: a ``_target_`` that ftlab's configs never use (it
     would be called with the config's arguments: ``os.system`` and its command, say), or an option that runs code
-    shipped with a checkpoint or data set. One line each, naming the key, the value and what is allowed."""
-    allowed = config_targets(str(conf_dir()))
+    shipped with a checkpoint or data set, or a resolver (``${oc.create:...}``) that ftlab's configs do not use: one
+    could build a target when the config is resolved. One line each, naming the key, the value and what is allowed."""
+    allowed, resolvers = config_targets(str(conf_dir())), config_resolvers(str(conf_dir()))
     problems = []
-    for path, key, value in _walk(saved):
+    for path, key, value in walk(saved):
         if key == "_target_":
             base = _role(path)
-            if isinstance(value, str) and (value in allowed or (base and _subclass_of(value, base))):
+            if isinstance(value, str) and (value in allowed or (base and subclass_of(value, base))):
                 continue
             extra = f", or a subclass of {base}" if base else ""
-            problems.append(f"{where} sets {_dotted(path, key)}={value!r}, a target ftlab's configs do not use; "
+            problems.append(f"{where} sets {dotted(path, key)}={value!r}, a target ftlab's configs do not use; "
                             f"allowed: {', '.join(sorted(allowed))}{extra}")
+        elif isinstance(value, str) and (calls := [c for c in resolver_calls(value) if c not in resolvers]):
+            problems.append(f"{where} sets {dotted(path, key)}={value!r}, which calls the resolver "
+                            f"{calls[0].split(':')[0]!r}; resolving a saved config must call nothing ftlab's configs "
+                            f"do not; valid: the value itself, or one of {', '.join(sorted(resolvers))}")
         elif key in UNSAFE_OPTIONS and value not in (None, False):
-            problems.append(f"{where} sets {_dotted(path, key)}={value!r}: ftlab never runs code shipped with a "
+            problems.append(f"{where} sets {dotted(path, key)}={value!r}: ftlab never runs code shipped with a "
                             "checkpoint or data set; valid: false (or absent)")
     return problems

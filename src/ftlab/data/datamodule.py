@@ -90,12 +90,19 @@ class FineTuneData(L.LightningDataModule):
         self.index_train = index_train  # training batches carry "example_index" (the frozen-prefix cache needs it)
         self._resume: tuple[int, int] | None = None
 
-    def cache_key(self) -> str:
-        """Hash of everything that determines the prepared data."""
+    def data_fingerprint(self) -> str:
+        """Hash of the data settings and of the files they name (names, sizes, modification times): two jobs of a
+        sweep with different fingerprints read different data (``data/fingerprint`` in metrics.json; the report
+        refuses to rank them together). Seed, tokenizer and length are not in it: a sweep varies those."""
         ident = {k: v for k, v in self.cfg.items() if k not in ("num_workers", "cache_dir", "group_by_length")}
         for _, key in SPLIT_PATHS:
             if self.cfg.get(key) and self.cfg["source"] != "hub":
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def cache_key(self) -> str:
+        """Hash of everything that determines the prepared data."""
+        ident = {"data": self.data_fingerprint()}
         tok_dir = Path(self.tokenizer.name_or_path)
         ident["tokenizer"] = fingerprint_path(str(tok_dir)) if tok_dir.is_dir() else self.tokenizer.name_or_path
         ident.update(max_length=self.max_length, seed=self.seed, task=self.task.name, cache_format=CACHE_FORMAT)
@@ -179,6 +186,14 @@ class FineTuneData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
+
+    def train_batches(self) -> int | None:
+        """Batches in one epoch of the training dataloader (before Lightning's limits); None for a stream of unknown
+        length."""
+        try:
+            return len(self.train_dataloader())
+        except TypeError:  # an iterable dataset without a length
+            return None
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ftlab.deploy.trained_length import write_record
 from ftlab.strategies.adapters import is_adapter_model
 
 FILE_MODE, DIR_MODE = 0o644, 0o755
@@ -26,8 +27,12 @@ def set_permissions(directory: Path) -> None:
                 os.chmod(path, mode)
 
 
-def export_model(module, directory: Path, state_dict: dict[str, Any] | None = None) -> Path:
+def export_model(module, directory: Path, state_dict: dict[str, Any] | None = None,
+                 max_length: int | None = None) -> Path:
     """Save the (best) model and its tokenizer with ``save_pretrained``; ``pipeline()`` loads the result.
+
+    ``max_length`` (the job's, tokens per text) is recorded beside them in ``ftlab.json``: predicting and serving
+    read texts as the model was trained and tested (``ftlab.deploy.trained_length``).
 
     ``state_dict`` is the LightningModule's full state dict when the model is sharded (gathered by the strategy on
     every rank; this runs on rank 0 only). A PEFT model is saved twice: the adapter alone (``adapter/`` beside
@@ -43,6 +48,8 @@ def export_model(module, directory: Path, state_dict: dict[str, Any] | None = No
         state_dict = None
     model.save_pretrained(directory, state_dict=state_dict)
     module.tokenizer.save_pretrained(directory)
+    if max_length is not None:
+        write_record(directory, max_length)
     set_permissions(directory)
     return directory
 

@@ -24,11 +24,13 @@ from pathlib import Path
 from ftlab.core.checks import FtlabError
 from ftlab.deploy.export import set_permissions
 from ftlab.deploy.onnx_graphs import UnsupportedModel, export_graph, position_ids
+from ftlab.deploy.output_paths import check_output_target
 from ftlab.deploy.predict import check_model_dir, model_task
 from ftlab.deploy.runners import OnnxModel, require_onnx
 from ftlab.tasks import get_task
 
 MAX_ABS_DIFF = 1e-4
+EXPORT_FILES = ("model.onnx", "parity.json")  # what marks a directory as an earlier export, safe to replace
 DEFAULT_TEXTS = [
     "Shares in the carmaker rose after it reported record quarterly profits.",
     "The striker scored twice as the home side won the league title.",
@@ -51,12 +53,23 @@ def check_exportable(model_path: str | Path) -> Path:
     return path
 
 
-def check_out_dir(out_dir: str | Path, option: str = "--output") -> Path:
-    """An output directory for the ONNX files: a directory or a path that does not exist yet (created)."""
+def check_out_dir(out_dir: str | Path, option: str = "--output", model_dir: Path | None = None,
+                  job: Path | None = None, texts: Path | None = None) -> Path:
+    """An output directory for the ONNX files: a path that does not exist yet (created), an empty directory or an
+    earlier export (replaced whole). It may not be, hold or lie inside ``model_dir`` (the model exported) or the
+    ``texts`` file read, nor be or lie inside a job directory (``job``: the one whose ``model/`` is exported; others
+    are recognised on disk) other than as the job's ``onnx/``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FtlabError(f"{option} {out}: exists and is not a directory; give a directory (default: onnx/ next to "
                          "model/)")
+    reads = [(what, Path(path)) for what, path in (("the model directory", model_dir), ("the --input file", texts))
+             if path is not None]
+    check_output_target(out, option, reads, jobs=[job] if job is not None else [], job_output="onnx")
+    # The export replaces the directory whole: anything but an earlier export there would be deleted with it.
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in EXPORT_FILES):
+        raise FtlabError(f"{option} {out}: a directory with other files in it (no {' or '.join(EXPORT_FILES)}), "
+                         "which the export would replace; give a new or empty directory, or an earlier export")
     existing = next((p for p in [out, *out.parents] if p.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise FtlabError(f"{option} {out}: {existing} is not writable; give a directory you can write to")
@@ -92,7 +105,7 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, texts: list[str] | 
     a temporary directory next to it and appears only complete, files 0o644 and directories 0o755 whatever the umask.
     """
     path = check_exportable(model_path)
-    out_dir = check_out_dir(out_dir, "output directory")
+    out_dir = check_out_dir(out_dir, "output directory", model_dir=path)
     require_onnx()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))

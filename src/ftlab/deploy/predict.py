@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.checks import DataError, FtlabError, ToolParser, existing_dir, tool_name
+from ftlab.deploy.output_paths import check_output_target
+from ftlab.deploy.trained_length import serving_max_length
 from ftlab.model.local_files import model_dir_problem
 from ftlab.tasks import TASKS, get_task
 from ftlab.tasks.tables import read_table, read_text
@@ -27,6 +29,7 @@ from ftlab.tasks.tables import read_table, read_text
 MODEL_DIR_HELP = ("give a job directory (with model/) or an exported model directory (config.json, tokenizer files, "
                   "model.safetensors)")
 INPUT_SUFFIXES = (".txt", ".csv", ".json", ".jsonl", ".parquet")
+DEFAULT_MAX_LENGTH = 512  # tokens per text when the model directory does not record what it was trained at
 INPUT_HELP = "give a .txt file (one text per line) or a .csv / .json / .jsonl / .parquet file with a text column"
 
 
@@ -117,18 +120,24 @@ def model_task(path: Path) -> str:
                      f"(a base checkpoint without a task head?); valid: {valid}")
 
 
-def predict(model_path: str | Path, texts: list[str], batch_size: int = 32, max_length: int = 512,
+def predict(model_path: str | Path, texts: list[str], batch_size: int = 32, max_length: int | None = None,
             progress: bool = True, max_new_tokens: int = 64) -> Iterator[dict]:
     """Yield one prediction per text, batched: ``{"label", "score", "probs"}`` for a classifier (label names from
-    the model's config), ``{"entities": [...]}`` for a token classifier, ``{"generated_text"}`` for a causal LM."""
+    the model's config), ``{"entities": [...]}`` for a token classifier, ``{"generated_text"}`` for a causal LM.
+
+    ``max_length`` (tokens per text) defaults to the one the job trained at (``serving_max_length``)."""
     path = check_model_dir(model_path)
+    if max_length is None:
+        max_length = serving_max_length(path, None, DEFAULT_MAX_LENGTH)
     yield from get_task(model_task(path)).predict(path, texts, batch_size=batch_size, max_length=max_length,
                                                   max_new_tokens=max_new_tokens, progress=progress)
 
 
-def check_output(output: str | Path, input_path: str | Path | None = None, option: str = "--output") -> Path:
-    """An output file path that can be written: in an existing, writable directory, not a directory itself and not
-    the input file."""
+def check_output(output: str | Path, input_path: str | Path | None = None, option: str = "--output",
+                 model: Path | None = None, job: Path | None = None) -> Path:
+    """An output file path that can be written: in an existing, writable directory, not a directory itself, not the
+    input file, and not inside the ``model`` directory read or a job directory (``job``: the one given, whose
+    ``model/`` is read; others are recognised on disk) -- predictions must never overwrite a job's results."""
     out = Path(output)
     if out.is_dir():
         raise FtlabError(f"{option} {out}: is a directory; give a file path such as {out / 'preds.jsonl'}")
@@ -136,11 +145,12 @@ def check_output(output: str | Path, input_path: str | Path | None = None, optio
     if not parent.is_dir():
         raise FtlabError(f"{option} {out}: the directory {parent} does not exist; create it, or give a path in an "
                          "existing directory")
+    reads = [(what, Path(path)) for what, path in (("the --input file", input_path), ("the model directory", model))
+             if path is not None]
+    check_output_target(out, option, reads, jobs=[job] if job is not None else [])
     if not os.access(parent, os.W_OK | os.X_OK):
         raise FtlabError(f"{option} {out}: the directory {parent} is not writable; give a path in a writable "
                          "directory")
-    if input_path is not None and out.exists() and out.resolve() == Path(input_path).resolve():
-        raise FtlabError(f"{option} {out}: is the --input file; give another path")
     return out
 
 
@@ -157,16 +167,19 @@ def run(args: argparse.Namespace) -> None:
     """Check every argument, then predict; problems are ``FtlabError``s."""
     for option in ("batch_size", "max_length", "max_new_tokens"):
         value = getattr(args, option)
-        if value <= 0:
+        if value is not None and value <= 0:
             raise FtlabError(f"--{option.replace('_', '-')}={value}: must be a positive integer")
     path = check_model_dir(args.model)
     texts = read_texts(args.input, args.text_column)
-    out = check_output(args.output, args.input) if args.output else None
+    given = Path(args.model)
+    out = (check_output(args.output, args.input, model=path, job=given if path != given else None)
+           if args.output else None)
+    max_length = serving_max_length(path, args.max_length, DEFAULT_MAX_LENGTH)
 
     from safetensors import SafetensorError
 
     lines = (json.dumps({"text": text, **pred}) + "\n" for text, pred in
-             zip(texts, predict(path, texts, args.batch_size, args.max_length, max_new_tokens=args.max_new_tokens)))
+             zip(texts, predict(path, texts, args.batch_size, max_length, max_new_tokens=args.max_new_tokens)))
     try:
         if out is None:
             sys.stdout.writelines(lines)
@@ -185,7 +198,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m ftlab.predict") -
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--max-length", type=int, help="tokens the model reads per text (default: the max_length "
+                                                       f"the job trained at, else {DEFAULT_MAX_LENGTH})")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="causal LM: tokens to generate (greedy)")
     args = parser.parse_args(argv)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.checks import FtlabError, ToolParser, at_least, tool_name
-from ftlab.core.saved_config import check_saved_config, load_saved_config
+from ftlab.core.saved_config import load_saved_config
 from ftlab.deploy.card import with_deploy_section
 from ftlab.deploy.export import write_metrics
 from ftlab.deploy.onnx import (
@@ -96,9 +96,7 @@ def job_test_split(job: Path, model_dir: Path) -> JobTestSplit:
     if not saved.is_file():
         raise FtlabError(f"{job}: --quantize compares int8 with fp32 on the job's test split, so it needs a job "
                          "directory (with .hydra/config.yaml and model/); this one has no .hydra/config.yaml")
-    cfg = load_saved_config(saved)
-    if problems := check_saved_config(OmegaConf.to_container(cfg, resolve=False), str(saved)):
-        raise FtlabError(problems[0])
+    cfg = load_saved_config(saved, "--quantize", output_dir=job)
     task = get_task(cfg.task)
     tokenizer = load_tokenizer({"pretrained_model_name_or_path": str(model_dir)}, cfg.task)
     data = FineTuneData(OmegaConf.to_container(cfg.data, resolve=True), tokenizer, cfg.max_length, cfg.batch_size,
@@ -136,8 +134,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m ftlab.onnx_export
     try:
         path = check_exportable(args.model)
         texts = read_texts(args.input, args.text_column) if args.input else None
-        out = check_out_dir(args.output) if args.output else check_out_dir(path.parent / "onnx", "output directory")
-        job = path.parent if path.name == "model" else Path(args.model)
+        given = Path(args.model)
+        # Never over what is exported nor over the job's other results (checked before anything loads).
+        guard = {"model_dir": path, "job": given if path != given else None,
+                 "texts": Path(args.input) if args.input else None}
+        out = (check_out_dir(args.output, **guard) if args.output else
+               check_out_dir(path.parent / "onnx", "output directory", **guard))
+        job = path.parent if path.name == "model" else given
         test = job_test_split(job, path) if args.quantize else None
         added = release(path, out, texts or (test.texts() if test else DEFAULT_TEXTS), args.quantize,
                         args.tolerance, test)

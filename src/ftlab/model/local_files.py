@@ -8,6 +8,7 @@ truncated weights file would fail deep inside ``from_pretrained``.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,12 @@ def weights_problem(path: Path) -> str | None:
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
             return f"{path.name} is not a valid shard index (JSON with a weight_map)"
         for shard in shards:
+            # transformers joins each name to the directory, so "../x" or "/x" would read weights from anywhere.
+            # Checked by name, not by resolving: the Hugging Face cache links its shards to ../../blobs on purpose.
+            name = shard if isinstance(shard, str) else "/"
+            if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
+                return (f"{path.name} lists the shard {shard!r}, outside its own directory; valid: file names in "
+                        f"{path.parent}")
             if not (path.parent / shard).is_file():
                 return f"{path.name} lists the shard {shard}, which is missing"
             if problem := weights_problem(path.parent / shard):
@@ -43,12 +50,15 @@ def weights_problem(path: Path) -> str | None:
         return None
     with open(path, "rb") as f:  # pytorch_model.bin: a zip archive (torch.save since 1.6) or a legacy pickle
         legacy = f.read(2) == b"\x80\x02"
-    if not legacy:
-        try:
-            with zipfile.ZipFile(path):
-                pass
-        except (zipfile.BadZipFile, OSError):
-            return f"{path.name} is truncated or corrupt (not a readable torch.save archive)"
+    if legacy:  # torch refuses it (weights_only) with a traceback; say why in one line
+        return (f"{path.name} is a legacy pickle (torch.save before 1.6), which can run code when loaded and which "
+                "ftlab does not load; valid: model.safetensors, or a torch.save archive of tensors (save the model "
+                "again with save_pretrained)")
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError):
+        return f"{path.name} is truncated or corrupt (not a readable torch.save archive)"
     return None
 
 

@@ -161,6 +161,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append(f"{'adapter':<14}{p['adapter']:>16,}{p['adapter']:>16,}  (added by the strategy)")
     for key, value in plan["memory_bytes"].items():
         lines.append(f"{key:<22}{_mib(value):>14}")
+    if disk := plan.get("disk_bytes"):
+        lines.append(f"{'disk':<22}{_mib(disk['while_training']):>14}  while training; {_mib(disk['after_success'])} "
+                     f"kept after success (keep_checkpoints={disk['keep_checkpoints']})")
     lines.append(f"backward through {plan['backward_blocks']} block(s); {plan['assumptions']}")
     if cache := plan.get("frozen_prefix_cache"):
         lines.append(f"frozen-prefix cache: {cache['frozen_blocks']} block(s), {cache['tokens']:,} tokens, "

@@ -60,7 +60,9 @@ class PredictAPI(ls.LitAPI):
     def decode_request(self, request, **kwargs) -> tuple[list[str], bool]:
         from fastapi import HTTPException
 
-        try:  # checked by the HTTP process already (gate.py); a request sent around it is checked here
+        # Checked by the HTTP process already (gate.py); a request sent around it is checked here, as the loop takes
+        # it (loop.py), and refused alone rather than failing the batch it would have joined.
+        try:
             return request_texts(request, self.limits)
         except BadRequest as err:
             raise HTTPException(err.status, err.reason) from None

@@ -1,9 +1,10 @@
 """What a prediction request may be, checked before it reaches the model: one line per problem, with its status.
 
 A body is ``{"text": "..."}`` or ``{"texts": ["...", ...]}``. Not JSON: 400. Not that shape, a wrong type, an empty
-text or list: 422. More texts than ``max_texts``, a text longer than ``max_chars`` characters, or a body larger than
-what those allow: 413. (Characters, not tokens: the HTTP process does not load the tokenizer; the model still
-truncates each text to ``--max-length`` tokens, as ``ftlab.predict`` does.)
+text or list, a text that is not valid Unicode (a lone surrogate from a JSON ``\\ud800`` escape): 422. More texts
+than ``max_texts``, a text longer than ``max_chars`` characters, or a body larger than what those allow: 413.
+(Characters, not tokens: the HTTP process does not load the tokenizer; the model still truncates each text to
+``--max-length`` tokens, as ``ftlab.predict`` does.)
 """
 
 from __future__ import annotations
@@ -81,7 +82,20 @@ def request_texts(payload: Any, limits: Limits) -> tuple[list[str], bool]:
             raise BadRequest(422, f"{where} is empty; give a text with at least one non-space character")
         if len(text) > limits.max_chars:
             raise BadRequest(413, f"{where} has {len(text)} characters; at most {limits.max_chars} (--max-chars)")
+        if (bad := not_unicode(text)) is not None:
+            raise BadRequest(422, f"{where} {bad}")
     return texts, single
+
+
+def not_unicode(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode text, or None. JSON's ``\\ud800`` escapes decode to lone UTF-16 surrogates,
+    which no tokenizer takes and UTF-8 cannot encode: refused, or the batch that holds the text would fail."""
+    try:
+        text.encode("utf-8", errors="strict")
+    except UnicodeEncodeError as err:
+        return (f"has a lone surrogate (U+{ord(text[err.start]):04X}) at character {err.start}: not valid Unicode "
+                "text; send UTF-8 text (a \\uD800-\\uDBFF escape must be followed by its \\uDC00-\\uDFFF pair)")
+    return None
 
 
 def _kind(value: Any) -> str:

@@ -6,6 +6,9 @@ inference process and LitServe's queue manager each took about 13% of a core wit
 (LitServe's documented extension point: ``LitAPI(loop=...)``) blocks until a request arrives, then takes more for up
 to ``batch_timeout`` seconds or until ``max_batch_size``: a lone request waits at most ``batch_timeout``, an idle
 server uses no CPU. With ``max_batch_size=1`` it is a plain one-request loop, so ``predict`` always gets a list.
+
+Each request is checked (``decode_request``) as it is taken, and a refused one is answered alone with its 4xx: LitServe
+decodes a batch's requests together, so one bad request raising there would fail every request batched with it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import time
 from queue import Empty
 
+from fastapi import HTTPException
 from litserve.loops.base import _SENTINEL_VALUE, _StopLoopError
 from litserve.loops.simple_loops import BatchedLoop
-from litserve.utils import LitAPIStatus, LoopResponseType
+from litserve.utils import LitAPIStatus, LoopResponseType, PickleableHTTPException
 
 
 class WaitingBatchedLoop(BatchedLoop):
@@ -50,6 +54,18 @@ class WaitingBatchedLoop(BatchedLoop):
             limit = lit_api.request_timeout
             if limit not in (None, -1, False) and time.monotonic() - timestamp > limit:
                 timed_out.append((response_queue_id, uid))  # answered 504 by the loop
+            elif (refusal := _refusal(lit_api, payload)) is not None:
+                self.put_response(transport, response_queue_id, uid, refusal, LitAPIStatus.ERROR,
+                                  LoopResponseType.REGULAR)
             else:
                 payloads.append((response_queue_id, uid, payload))
         return payloads, timed_out
+
+
+def _refusal(lit_api, payload) -> PickleableHTTPException | None:
+    """The HTTP error ``decode_request`` refuses ``payload`` with, or None when it is a good request."""
+    try:
+        lit_api.decode_request(payload)
+    except HTTPException as err:
+        return PickleableHTTPException.from_exception(err)
+    return None

@@ -53,8 +53,9 @@ def parser(prog: str = "python -m ftlab.serve") -> ToolParser:
                    help="how long a batch waits for more requests after its first (default 10 ms)")
     p.add_argument("--max-texts", type=positive_int, default=64, help="texts per request (default 64)")
     p.add_argument("--max-chars", type=positive_int, default=20_000, help="characters per text (default 20000)")
-    p.add_argument("--max-length", type=positive_int, help="tokens the model reads per text (default: 512, as "
-                                                           "ftlab.predict, or the model's limit if lower)")
+    p.add_argument("--max-length", type=positive_int, help="tokens the model reads per text (default: the "
+                                                           "max_length the job trained at, as ftlab.predict; else 512, "
+                                                           "or the model's limit if lower)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="causal LM: tokens generated (greedy)")
     p.add_argument("--workers", type=positive_int, default=1, help="inference processes, each with the model")
     p.add_argument("--timeout", type=at_least(0, strict=True), default=30.0, help="seconds a request may wait")
@@ -65,7 +66,8 @@ def parser(prog: str = "python -m ftlab.serve") -> ToolParser:
 def check(args) -> dict:
     """Everything the server needs, checked: the model directory, the backend's file, the port, the batching."""
     # Local, as the transformers import below: they load torch and transformers, which `--help` must not wait for.
-    from ftlab.deploy.predict import check_model_dir, model_task
+    from ftlab.deploy.predict import DEFAULT_MAX_LENGTH, check_model_dir, model_task
+    from ftlab.deploy.trained_length import serving_max_length
 
     require_extras("serving", "serve", *(("onnx",) if args.backend != "torch" else ()))
     model_dir = check_model_dir(args.model)
@@ -92,15 +94,17 @@ def check(args) -> dict:
     from ftlab.model.loading import max_positions
 
     # A longer input than the model's position embeddings would fail inside the model (a 500 per request).
-    limit = max_positions(AutoConfig.from_pretrained(model_dir, trust_remote_code=False)) or 512
+    limit = max_positions(AutoConfig.from_pretrained(model_dir, trust_remote_code=False)) or DEFAULT_MAX_LENGTH
     if (args.max_length or 0) > limit:
         raise FtlabError(f"--max-length {args.max_length}: the model reads at most {limit} tokens; valid: 1..{limit}")
+    # As the job trained and tested, unless the command line says otherwise (then with a warning).
+    max_length = serving_max_length(model_dir, args.max_length, min(DEFAULT_MAX_LENGTH, limit))
     config = json.loads((model_dir / "config.json").read_text())
     job = model_dir.parent if model_dir.name == "model" else model_dir
     identity = {"ftlab_job": f"{job.parent.name}/{job.name}", "model": (config.get("architectures") or ["?"])[0],
                 "task": task, "backend": args.backend}
     return {"model_dir": model_dir, "onnx_file": onnx_file, "identity": identity,
-            "limits": Limits(args.max_texts, args.max_chars), "max_length": args.max_length or min(512, limit)}
+            "limits": Limits(args.max_texts, args.max_chars), "max_length": max_length}
 
 
 def _check_port(host: str, port: int) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import lightning as L
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, ConfigError
+from ftlab.core.saved_config import dotted, subclass_of, walk
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,25 @@ def check_trial(c: Checker) -> None:
         c.fail("search.trial", "must be the trial's number (an integer >= 0)")
 
 
+def build_pruner(spec: Any, where: str):
+    """The Optuna pruner a spec (``hydra.sweeper.pruner``, as the search stores it in the study) describes; NopPruner
+    for none. A study may come from someone else, so every ``_target_`` in the spec must be an Optuna pruner class
+    before anything is instantiated: a stored ``{_target_: shutil.copyfile, ...}`` is refused, not called."""
+    import optuna
+    from hydra.utils import instantiate
+
+    if not spec:
+        return optuna.pruners.NopPruner()
+    bad = [(dotted(path, key), value) for path, key, value in walk({"pruner": spec}) if key == "_target_"
+           and not (isinstance(value, str) and value.startswith("optuna.pruners.")  # imports nothing else
+                    and subclass_of(value, "optuna.pruners.BasePruner"))]
+    if not isinstance(spec, dict) or "_target_" not in spec or bad:
+        key, value = bad[0] if bad else ("pruner", spec)
+        raise ConfigError([f"{where}: {key}={value!r} is not an Optuna pruner, and a study's stored pruner is never "
+                           "called otherwise; valid: a class in optuna.pruners (hydra.sweeper.pruner)"])
+    return instantiate(spec)
+
+
 class TrialPruning(L.Callback):
     """Reports ``monitor`` to the Optuna trial after every validation and stops the fit when the trial is pruned."""
 
@@ -48,13 +68,12 @@ class TrialPruning(L.Callback):
         if stage != "fit" or not trainer.is_global_zero or self.trial is not None:
             return
         import optuna
-        from hydra.utils import instantiate
 
         study = optuna.load_study(study_name=self.study_name, storage=self.storage)
         if len(study.directions) > 1:
             return  # Optuna keeps no intermediate values for several objectives (and prunes none)
         spec = study.user_attrs.get("pruner")
-        study.pruner = instantiate(spec) if spec else optuna.pruners.NopPruner()
+        study.pruner = build_pruner(spec, f"search.study={self.study_name!r} in {self.storage}")
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == self.number), None)
         if frozen is None:
             raise ValueError(f"search.trial={self.number}: study {self.study_name!r} in {self.storage} has no such "

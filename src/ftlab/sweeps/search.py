@@ -20,11 +20,13 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
-from hydra.utils import get_method, instantiate
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.core.checks import ConfigError
-from ftlab.sweeps.search_results import write_results
+from ftlab.sweeps.pruning import build_pruner
+from ftlab.sweeps.search_results import best_line, write_results
+from ftlab.sweeps.study_continuation import TRIAL_ATTR, check_continuation, sampler, study_definition
 
 log = logging.getLogger(__name__)
 
@@ -180,18 +182,19 @@ class Search:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         url = storage_url(s["storage"], sweep_dir)
         pruner_spec = OmegaConf.to_container(s["pruner"], resolve=True) if s["pruner"] is not None else None
-        study = optuna.create_study(
-            storage=url, study_name=s["study_name"], load_if_exists=True, directions=s["directions"],
-            sampler=instantiate(s["sampler"]) if s["sampler"] is not None else None,
-            pruner=instantiate(pruner_spec) if pruner_spec else optuna.pruners.NopPruner())
+        study = optuna.create_study(storage=url, study_name=s["study_name"], load_if_exists=True,
+                                    directions=s["directions"], pruner=build_pruner(pruner_spec, "hydra.sweeper"))
         stored = [d.name.lower() for d in study.directions]
         if stored != list(s["directions"]):
             raise ConfigError([f"hydra.sweeper.directions={list(s['directions'])}: study {s['study_name']!r} in "
                                f"{url} was created with {stored}; use another hydra.sweeper.study_name"])
+        space, fixed = search_space(s["params"], arguments)
+        definition = study_definition(config, space, fixed, s["objectives"], s["directions"])
+        marked = check_continuation(study, definition, s["study_name"], url)
+        study.sampler = sampler(s["sampler"], study) or study.sampler  # seeded from how many trials the study has
         study.set_user_attr("pruner", pruner_spec)  # the trials' jobs build the same pruner from it
         if requeued := requeue_interrupted(study):
             log.info("continuing study %s: %d interrupted trial(s) queued again", s["study_name"], requeued)
-        space, fixed = search_space(s["params"], arguments)
         custom = get_method(s["custom_search_space"]) if s["custom_search_space"] else None
         while (left := s["n_trials"] - len(finished_trials(study))) > 0:
             if s["budget_s"] is not None and spent_seconds(study) >= s["budget_s"]:
@@ -200,6 +203,7 @@ class Search:
             trials = [study.ask() for _ in range(min(left, s["n_jobs"]))]
             batch = []
             for trial in trials:
+                trial.set_user_attr(TRIAL_ATTR, marked)  # the best trial is chosen among this definition's only
                 overrides = [_override(key, suggest(trial, key, o)) for key, o in space.items()]
                 if custom is not None:
                     before = set(trial.params)
@@ -216,8 +220,10 @@ class Search:
             returns = launcher.launch(batch, initial_job_idx=numbers[0])
             for trial, ret in zip(trials, returns):
                 record_result(study, trial, ret, s["objectives"])
-            write_results(study, sweep_dir, s["objectives"], s["directions"], spent_seconds(study))
-        results = write_results(study, sweep_dir, s["objectives"], s["directions"], spent_seconds(study))
+            write_results(study, sweep_dir, s["objectives"], s["directions"], spent_seconds(study), marked)
+        results = write_results(study, sweep_dir, s["objectives"], s["directions"], spent_seconds(study), marked)
+        if line := best_line(results):
+            log.info("%s", line)
         ended = [t.state.name for t in finished_trials(study)]
         if ended and "COMPLETE" not in ended and "PRUNED" not in ended:
             raise RuntimeError(f"all {len(ended)} trials of study {s['study_name']!r} failed; their job directories in "

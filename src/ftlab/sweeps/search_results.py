@@ -9,25 +9,57 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
+from ftlab.sweeps.study_continuation import TRIAL_ATTR
 
 RESULTS_FILE = "search.json"
 
 
 def write_results(study, sweep_dir: Path, objectives: Sequence[str], directions: Sequence[str],
-                  spent_s: float) -> dict[str, Any]:
+                  spent_s: float, definition: str) -> dict[str, Any]:
     """``search.json``: every trial (state, parameters, values, training seconds) and the best trial or, with several
-    objectives, the Pareto front, for the report and for a reader of the sweep directory."""
+    objectives, the Pareto front, for the report and for a reader of the sweep directory. Only the trials asked
+    under ``definition`` (the digest they are marked with) compete for the best: others answered another question."""
     interrupted = set(study.user_attrs.get("interrupted", []))
     trials = [{"number": t.number, "state": t.state.name, "params": t.params, "values": t.values,
                "train_time_s": t.user_attrs.get("train_time_s"), "interrupted": t.number in interrupted,
+               "definition": t.user_attrs.get(TRIAL_ATTR),
                "last_step": t.last_step, "intermediate": {str(k): v for k, v in t.intermediate_values.items()}}
               for t in study.get_trials(deepcopy=False)]
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    front = sorted(t.number for t in study.best_trials) if complete else []
+    front = best_trials([t for t in trials if t["state"] == "COMPLETE" and t["definition"] == definition],
+                        directions)
     results = {"study": study.study_name, "objectives": list(objectives), "directions": list(directions),
                "front": front, "spent_s": spent_s, "trials": trials}
     atomic_write(sweep_dir / RESULTS_FILE, lambda p: p.write_text(json.dumps(results, indent=2)))
     return results
+
+
+def best_trials(trials: list[dict[str, Any]], directions: Sequence[str]) -> list[int]:
+    """The numbers of the trials no other beats in every objective (at least as good in all, better in one): the
+    best trial(s) with one objective, the Pareto front with several."""
+    signs = [1 if d == "maximize" else -1 for d in directions]
+
+    def beats(a: list[float], b: list[float]) -> bool:
+        pairs = [(s * x, s * y) for s, x, y in zip(signs, a, b)]
+        return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+
+    return sorted(t["number"] for t in trials if not any(beats(o["values"], t["values"]) for o in trials))
+
+
+def best_line(results: dict[str, Any]) -> str | None:
+    """One line on the outcome: ``best trial 3: val/acc=0.91 (lr=0.0003, strategy=partial)``, or the Pareto front
+    with several objectives; None before any trial completed."""
+    by_number = {t["number"]: t for t in results["trials"]}
+    front = [by_number[n] for n in results["front"]]
+    if not front:
+        return None
+
+    def trial(t: dict[str, Any]) -> str:
+        values = ", ".join(f"{o}={_cell(v)}" for o, v in zip(results["objectives"], t["values"]))
+        return f"{values} ({', '.join(f'{k}={_cell(v)}' for k, v in t['params'].items())})"
+
+    if len(results["objectives"]) == 1:
+        return f"best trial {front[0]['number']}: {trial(front[0])}"
+    return "Pareto front: " + "; ".join(f"trial {t['number']}: {trial(t)}" for t in front)
 
 
 def search_section(sweep_dir: Path) -> list[str]:

@@ -22,7 +22,7 @@ from ftlab.core.assets import resolve_path
 from ftlab.core.checks import Checker, DataError
 from ftlab.tasks.base import Task, swap_forward
 from ftlab.tasks.labelled_splits import clean_and_split
-from ftlab.tasks.labelled_texts import source_chunks, typed_labels
+from ftlab.tasks.labelled_texts import class_folders, source_chunks, typed_labels
 from ftlab.tasks.readers import SPLIT_PATHS, check_columns, sample_limit
 from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
 
@@ -40,7 +40,11 @@ def label_count(c: Checker) -> int | None:
         c.fail("data.path", f"no such file or directory: {path}")
         return None
     if source == "folder":
-        return len([p for p in Path(path).iterdir() if p.is_dir() and any(p.iterdir())])
+        try:
+            return len(class_folders(path))
+        except DataError as err:
+            c.problems.append(f"data.path: {err}")
+            return None
     classes: set = set()
     for key in (f"data.{name}" for _, name in SPLIT_PATHS):
         value = c.get(key)
@@ -56,11 +60,11 @@ def label_count(c: Checker) -> int | None:
         try:
             columns, labels = scan_table(file, c.get("data.encoding_errors") or "strict", c.get("data.label_column"),
                                          c.get("data.cache_dir"))
+            classes |= set(typed_labels(set(labels), file).values())  # as training reads them: 1 and 1.0 are one class
         except DataError as err:
             c.problems.append(f"{key}: {err}")
             continue
         check_columns(c, columns, file, ("data.text_column", "data.label_column"))
-        classes |= set(typed_labels(set(labels)).values())  # as training will read them: 1 and 1.0 are one class
     return len(classes) if classes else None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ftlab.core.checks import DataError
-from ftlab.tasks.labelled_texts import Chunks, Examples, TableChunks, label_sort_key, typed_labels
+from ftlab.tasks.labelled_texts import Chunks, Examples, SourceChunks, label_sort_key, typed_labels
 from ftlab.tasks.readers import SPLIT_PATHS
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,10 @@ class KeptRows:
         self.path, self.exclude = path, exclude
         self.seen: dict[bytes, int] = {}  # key -> row number
         self.labels: list[str] = []
+        self.where: list[Any] = []  # where each kept row is in its source (a line, a file)
         self.cells: set[str] = set()  # every label of the source, duplicates' too (what types the column)
+        self.clashes: dict[tuple[str, str], tuple] = {}  # (label, another's) -> the first such duplicate's rows, text
+        self.count = 0  # rows read
         self.texts: list[str] = []
         self.excluded: set[bytes] = set()  # keys of rows dropped because ``exclude`` holds them
         self.writer = self.dataset = None
@@ -42,18 +45,25 @@ class KeptRows:
 
             self.writer = pa.ipc.new_stream(str(path), pa.schema([("text", pa.large_string())]))
 
-    def add(self, texts: list[str], labels: list[Any]) -> None:
-        """Keep the rows whose key is new, not blank and not excluded; labels become strings."""
+    def add(self, texts: list[str], labels: list[Any], where: list[Any] | None = None) -> None:
+        """Keep the rows whose key is new, not blank and not excluded; labels become strings. A duplicate under
+        another label (as written: ``1`` and ``1.0`` may be one class) is remembered for ``finish``; ``where``: each
+        row's place in its source (None: its number)."""
         kept_texts = []
-        for text, label in zip(texts, labels):
-            self.cells.add(str(label))
+        for i, (text, label) in enumerate(zip(texts, labels)):
+            self.count += 1
+            label, place = str(label), self.count if where is None else where[i]
+            self.cells.add(label)
             key = text_key(text)
             if key in self.exclude:
                 self.excluded.add(key)
             elif key and key not in self.seen:
                 self.seen[key] = len(self.labels)
                 kept_texts.append(text)
-                self.labels.append(str(label))
+                self.labels.append(label)
+                self.where.append(place)
+            elif key and (first := self.labels[self.seen[key]]) != label:
+                self.clashes.setdefault((first, label), (self.where[self.seen[key]], place, text))
         if self.writer is None:
             self.texts += kept_texts
         elif kept_texts:
@@ -61,9 +71,15 @@ class KeptRows:
 
             self.writer.write_batch(pa.record_batch([pa.array(kept_texts, pa.large_string())], names=["text"]))
 
-    def type_labels(self) -> None:
-        """Type the labels as their whole column reads (``typed_labels``): for a table's cells."""
-        typed = typed_labels(self.cells)
+    def finish(self, source: SourceChunks) -> None:
+        """Once every row is read: a table's labels typed as their whole column reads (``typed_labels``), and a
+        ``DataError`` for a text under two labels (keeping either would train on a guess)."""
+        typed = {cell: cell for cell in self.cells} if source.typed else typed_labels(self.cells, source.source)
+        for (first, label), (first_at, at, text) in self.clashes.items():
+            if typed[first] != typed[label]:
+                places = f"{source.unit}s {first_at} and {at}" if isinstance(at, int) else f"{first_at} and {at}"
+                raise DataError(f"{source.source}: {places} have the same text ({text[:60]!r}) but labels {first!r} "
+                                f"and {label!r}; valid: one label per text (correct or remove one of them)")
         self.labels = [typed[label] for label in self.labels]
         self.cells = set(typed.values())
 
@@ -97,20 +113,24 @@ def clean_and_split(raw: dict[str, Examples | Chunks], val_size: float, test_siz
                     work_dir: Path | None = None) -> tuple[dict[str, tuple], list[str]]:
     """Deduplicate, remove train texts that leak into val/test, split what is missing (stratified, seeded).
 
-    ``raw``: per split, ``(texts, labels)`` or an iterable of such chunks (``TableChunks``: labels typed once the split
-    is read). Returns each split's ``(texts, labels)``, labels as strings, and the sorted label names; the texts are a
-    list or, with ``work_dir`` (where the kept rows are written as Arrow files, for data larger than memory), a
-    ``datasets.Dataset`` with a ``text`` column.
+    ``raw``: per split, ``(texts, labels)``, an iterable of such chunks, or a source's chunks (``SourceChunks``: a
+    table's labels typed once the split is read). Returns each split's ``(texts, labels)``, labels as strings, and the
+    sorted label names; the texts are a list or, with ``work_dir`` (where the kept rows are written as Arrow files,
+    for data larger than memory), a ``datasets.Dataset`` with a ``text`` column. A text under two labels in one
+    split's source is a ``DataError`` naming both rows.
     """
     kept: dict[str, KeptRows] = {}
 
     def read(split: str, exclude: set[bytes] = frozenset()) -> KeptRows:
         value = raw[split]
+        if not isinstance(value, SourceChunks):  # rows already read: named by the split's data key
+            value = SourceChunks(((texts, labels, None) for texts, labels in
+                                  ([value] if isinstance(value, tuple) else value)),
+                                 f"data.{dict(SPLIT_PATHS)[split]}", typed=True)
         rows = kept[split] = KeptRows(None if work_dir is None else Path(work_dir) / f"{split}.arrow", exclude)
-        for texts, labels in [value] if isinstance(value, tuple) else value:
-            rows.add(texts, labels)
-        if isinstance(value, TableChunks):
-            rows.type_labels()
+        for texts, labels, where in value:
+            rows.add(texts, labels, where)
+        rows.finish(value)
         return rows
 
     try:

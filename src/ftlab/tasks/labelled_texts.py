@@ -10,7 +10,7 @@ from typing import Any
 
 from ftlab.core.assets import resolve_path
 from ftlab.core.checks import DataError
-from ftlab.tasks.readers import SPLIT_PATHS
+from ftlab.tasks.readers import SPLIT_PATHS, is_junk
 from ftlab.tasks.tables import CHUNK_ROWS, iter_table, read_text
 
 log = logging.getLogger(__name__)
@@ -18,43 +18,75 @@ log = logging.getLogger(__name__)
 Examples = tuple[list[str], list[Any]]  # (texts, raw labels)
 
 
+FOLDER_LAYOUT = "one sub-folder per class, named by its label, holding that class's text files (e.g. sport/001.txt)"
+
+
+def text_files(folder: Path) -> list[Path]:
+    """A class folder's text files, by name, junk left out."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not is_junk(p.name))
+
+
+def class_folders(path: str) -> dict[str, Path]:
+    """A label folder's class sub-folders (those holding a text file, junk left out) by their label: the folder name,
+    spelled as ``typed_labels`` spells a table's labels (never typed). A ``DataError`` names ``path`` when it has no
+    class sub-folder, or two spellings of one label."""
+    folders = [p for p in sorted(Path(path).iterdir()) if p.is_dir() and not is_junk(p.name)]
+    full = [p for p in folders if text_files(p)]
+    if not full:
+        problem = "no class sub-folder holds a text file" if folders else "no class sub-folders"
+        raise DataError(f"{path}: {problem}; valid: {FOLDER_LAYOUT}")
+    names = typed_labels({p.name for p in full}, path, as_table=False)
+    return {names[p.name]: p for p in full}
+
+
+def folder_rows(path: str, errors: str = "strict") -> tuple[list[str], list[str], list[str]]:
+    """A label folder's texts, their labels and their files (relative to ``path``, for messages), class by class."""
+    texts, labels, files = [], [], []
+    for label, folder in sorted(class_folders(path).items()):
+        for file in text_files(folder):
+            texts.append(read_text(file, errors))
+            labels.append(label)
+            files.append(file.relative_to(path).as_posix())
+    return texts, labels, files
+
+
 def read_folder(path: str, errors: str = "strict") -> Examples:
-    """One sub-folder per label, one text file per example."""
-    texts, labels = [], []
-    for label_dir in sorted(p for p in Path(path).iterdir() if p.is_dir()):
-        for file in sorted(label_dir.iterdir()):
-            if file.is_file():
-                texts.append(read_text(file, errors))
-                labels.append(label_dir.name)
+    """One sub-folder per label, one text file per example (``folder_rows``)."""
+    texts, labels, _ = folder_rows(path, errors)
     return texts, labels
 
 
-Chunks = Iterable[Examples]  # a split's rows, in chunks of at most tables.CHUNK_ROWS
+Located = tuple[list[str], list[Any], list[Any] | None]  # (texts, labels, where each row is: None for its number)
 
 
-class TableChunks:
-    """A table's labelled rows, chunk by chunk (``_table_chunks``). Its labels are cells as written: they are typed
-    once the whole column is known (``typed_labels``), as a whole-file reader would."""
+class SourceChunks:
+    """A split's labelled rows as its source gives them, chunk by chunk, each ``(texts, labels, where)``: ``where``
+    places each row in ``source`` (its line in a table, its file in a label folder) for messages. A table's labels are
+    cells as written (``typed`` False): they are typed once the whole column is known (``typed_labels``), as a
+    whole-file reader would."""
 
-    def __init__(self, chunks: Iterator[Examples]):
-        self.chunks = chunks
+    def __init__(self, chunks: Iterable[Located], source: str, typed: bool = False, unit: str = "row"):
+        self.chunks, self.source, self.typed, self.unit = chunks, source, typed, unit
 
-    def __iter__(self) -> Iterator[Examples]:
+    def __iter__(self) -> Iterator[Located]:
         return iter(self.chunks)
 
 
-def source_chunks(cfg: dict[str, Any]) -> dict[str, Chunks]:
+Chunks = Iterable[Examples] | SourceChunks  # a split's rows: pairs (their labels typed already), or a source's
+
+
+def source_chunks(cfg: dict[str, Any]) -> dict[str, SourceChunks]:
     """Raw examples per available split, as given by the source (no cleaning yet), labels as strings: files are
-    streamed in chunks (never held whole, ``TableChunks``), label folders and hub datasets come as one chunk."""
+    streamed in chunks (never held whole), label folders and hub datasets come as one chunk (``SourceChunks``)."""
     source = cfg["source"]
     errors = cfg.get("encoding_errors", "strict")
     if source == "folder":
-        texts, labels = read_folder(resolve_path(cfg["path"]), errors)
-        return {"train": [(texts, labels)]}
+        path = resolve_path(cfg["path"])
+        return {"train": SourceChunks([folder_rows(path, errors)], path, typed=True)}
     if source == "files":
-        return {split: TableChunks(_table_chunks(resolve_path(cfg[key]), cfg["text_column"], cfg["label_column"],
-                                                 errors))
-                for split, key in SPLIT_PATHS if cfg.get(key)}
+        return {split: SourceChunks(_table_chunks(path, cfg["text_column"], cfg["label_column"], errors), path,
+                                    unit="line")
+                for split, key in SPLIT_PATHS if cfg.get(key) for path in [resolve_path(cfg[key])]}
     if source == "hub":
         import datasets
 
@@ -67,7 +99,9 @@ def source_chunks(cfg: dict[str, Any]) -> dict[str, Chunks]:
                 labels = part[cfg["label_column"]]
                 if hasattr(feature, "int2str"):
                     labels = [feature.int2str(i) for i in labels]
-                out[split] = [([str(t) for t in part[cfg["text_column"]]], [str(v) for v in labels])]
+                texts = [str(t) for t in part[cfg["text_column"]]]
+                out[split] = SourceChunks([(texts, [str(v) for v in labels], None)],
+                                          f"{cfg['name']} ({cfg[key]} split)", typed=True)
         return out
     raise ValueError(f"data.source={source!r}; valid choices: folder, files, hub")
 
@@ -78,19 +112,19 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
     out = {}
     for split, chunks in source_chunks(cfg).items():
         texts, labels = [], []
-        for chunk_texts, chunk_labels in chunks:
+        for chunk_texts, chunk_labels, _ in chunks:
             texts += chunk_texts
             labels += chunk_labels
-        if isinstance(chunks, TableChunks):
-            typed = typed_labels(set(labels))
+        if not chunks.typed:
+            typed = typed_labels(set(labels), chunks.source)
             labels = [typed[label] for label in labels]
         out[split] = (texts, labels)
     return out
 
 
-def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -> Iterator[Examples]:
-    """A table's labelled rows, chunk by chunk; rows with an empty text or label are dropped with one warning for
-    the file (never a class called ``nan``), and a file without any labelled row is a ``DataError``."""
+def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -> Iterator[Located]:
+    """A table's labelled rows with their lines, chunk by chunk; rows with an empty text or label are dropped with one
+    warning for the file (never a class called ``nan``), and a file without any labelled row is a ``DataError``."""
     import pandas as pd
 
     dropped, where, kept = 0, [], 0
@@ -103,7 +137,7 @@ def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -
         where += list(frame.index[empty][:5 - len(where)])  # iter_table indexes rows by their line
         kept += int((~empty).sum())
         if (~empty).any():
-            yield texts[~empty].astype(str).tolist(), labels[~empty].astype(str).tolist()
+            yield texts[~empty].astype(str).tolist(), labels[~empty].astype(str).tolist(), frame.index[~empty].tolist()
     if not kept:
         raise DataError(f"{path}: no row has both a text ({text_column}) and a label ({label_column})")
     if dropped:
@@ -114,10 +148,34 @@ def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -
 BOOLEANS = {"True": "True", "TRUE": "True", "true": "True", "False": "False", "FALSE": "False", "false": "False"}
 
 
-def typed_labels(cells: set[str]) -> dict[str, str]:
-    """How each label cell of a table column reads once the column's type is known, the way pandas types a whole
-    column: all whole numbers -> ``1`` (also ``01``, ``1.0``), all numbers -> ``1.5`` and ``1.0``, all booleans ->
-    ``True`` / ``False``, anything else as written. Typing per chunk would make ``1`` and ``1.0`` two classes."""
+def typed_labels(cells: set[str], source: str, as_table: bool = True) -> dict[str, str]:
+    """The class each label cell of ``source`` (a table column; the class folders of a label folder: ``as_table``
+    False, never typed) stands for. Surrounding white space is dropped (a CSV artefact: ``text, sport``); then a table
+    column reads as pandas types a whole column: all whole numbers -> ``1`` (also ``01``, ``1.0``), all numbers ->
+    ``1.5`` and ``1.0``, all booleans -> ``True`` / ``False`` (in any case), anything else as written. Typing per chunk
+    would make ``1`` and ``1.0`` two classes.
+
+    Two labels that differ only in surrounding white space or in case (``sport``, ``" sport"``, ``Sport``) are a
+    ``DataError`` naming ``source`` and both: one class or two would be a guess."""
+    stripped: dict[str, str] = {}  # stripped -> the cell as written
+    for cell in sorted(cells):
+        if (first := stripped.setdefault(cell.strip(), cell)) != cell:
+            raise _two_spellings(source, first, cell, "surrounding white space")
+    names = _column_types(set(stripped)) if as_table else {name: name for name in stripped}
+    spelled: dict[str, tuple[str, str]] = {}  # casefolded class -> (class, a cell as written)
+    for name, cell in sorted(stripped.items()):
+        if (first := spelled.setdefault(names[name].casefold(), (names[name], cell)))[0] != names[name]:
+            raise _two_spellings(source, first[1], cell, "case")
+    return {cell: names[cell.strip()] for cell in cells}
+
+
+def _two_spellings(source: str, first: str, second: str, how: str) -> DataError:
+    return DataError(f"{source}: labels {first!r} and {second!r} differ only in {how}; valid: one consistent spelling "
+                     "per class")
+
+
+def _column_types(cells: set[str]) -> dict[str, str]:
+    """``typed_labels``' reading of a column of stripped cells, as pandas types it."""
     def number(cell: str) -> int | float | None:
         if "_" in cell:  # Python reads 1_000 as a number; a table reader does not
             return None

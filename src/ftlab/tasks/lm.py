@@ -12,7 +12,7 @@ import torch
 from ftlab.core.assets import resolve_path
 from ftlab.core.checks import Checker
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, sample_limit, split_items
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, is_junk, sample_limit, split_items
 from ftlab.tasks.tables import read_table, read_text
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,8 @@ TEXT_SUFFIXES = (".txt", ".md", ".text")
 def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
     """Documents (str) or ``(prompt, response)`` pairs per split given by the source.
 
-    ``folder``: every text file under ``path``, recursively (sub-folders such as BBC's topics are just grouping).
+    ``folder``: every text file under ``path``, recursively (sub-folders such as BBC's topics are just grouping),
+    but for an OS's or a tool's (``readers.is_junk``: ``.ipynb_checkpoints``, ``__MACOSX``).
     ``files``: a text file (one document) or a csv / json / jsonl / parquet table with a text column, or with
     prompt and response columns when ``format=prompt_response``.
     """
@@ -35,7 +36,8 @@ def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
             continue
         path = Path(resolve_path(cfg[key]))
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+                           and not any(map(is_junk, p.relative_to(path).parts)))
             out[split] = [read_text(p, errors) for p in files]
         elif path.suffix.lower() in TEXT_SUFFIXES:
             out[split] = [read_text(path, errors)]

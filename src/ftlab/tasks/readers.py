@@ -20,6 +20,17 @@ COMMON_DATA_OPTIONS = ("source", "path", "val_path", "test_path", "val_size", "t
 IGNORE_INDEX = -100  # label of positions the loss and the metrics skip (padding, prompts, non-first sub-tokens)
 
 
+# What an OS or a tool leaves beside the data, besides hidden names (.DS_Store, .ipynb_checkpoints, .git): read as
+# data it would be a class of its own, or a "text" that is often not even UTF-8.
+JUNK_NAMES = {"__macosx", "thumbs.db", "desktop.ini"}
+
+
+def is_junk(name: str) -> bool:
+    """Whether a file or folder name in a data folder is an OS's or a tool's (hidden, ``__MACOSX``, ``Thumbs.db``,
+    ``desktop.ini``): never data."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
 def sample_limit(cfg: dict[str, Any], split: str) -> int | None:
     """``max_train_samples`` for the training split, ``max_eval_samples`` for validation and test (None: all)."""
     return cfg.get("max_train_samples" if split == "train" else "max_eval_samples")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 
 TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 CHUNK_ROWS = 10_000  # rows per chunk when a table is streamed
-SCAN_FORMAT = 1  # bump when what a scan records changes
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str: half a UTF-16 pair, never valid text
+SCAN_FORMAT = 2  # bump when what a scan records or checks changes
 
 
 UTF8_FIX = "save the file as UTF-8, or set data.encoding_errors=replace"
@@ -86,10 +88,11 @@ def _json_records(path: str, lines: bool, errors: str,
         numbered = _json_lines(path, errors)
     chunk: list[dict] = []
     numbers: list[int] = []
+    kind, replaced = "line" if lines else "item", False
     for where, row in numbered:
         if not isinstance(row, dict):
-            kind = "line" if lines else "item"
             raise DataError(f"{path}: {kind} {where} is {type(row).__name__}, not a JSON object with named columns")
+        replaced = _lone_surrogates(path, f"{kind} {where}", row, errors, warn=not replaced) or replaced
         chunk.append(row)
         numbers.append(where)
         if chunk_rows and len(chunk) == chunk_rows:
@@ -97,6 +100,22 @@ def _json_records(path: str, lines: bool, errors: str,
             chunk, numbers = [], []
     if chunk:
         yield numbers, chunk
+
+
+def _lone_surrogates(path: str, where: str, row: dict, errors: str, warn: bool) -> bool:
+    """JSON may escape half a UTF-16 pair (``\\ud800``): the lone surrogate is no text a tokenizer, pandas or UTF-8
+    takes. A ``DataError`` naming the record, or (``errors="replace"``) U+FFFD in its place; whether any was put."""
+    replaced = False
+    for key, value in row.items():
+        if isinstance(value, str) and (bad := LONE_SURROGATE.search(value)):
+            if errors != "replace":
+                raise DataError(f"{path}: {where}: {key!r} has a lone surrogate (U+{ord(bad.group()):04X}), not valid "
+                                "Unicode text; a \\uD800-\\uDBFF escape must be followed by its \\uDC00-\\uDFFF "
+                                "pair")
+            if warn and not replaced:
+                log.warning("%s: lone surrogates in JSON strings read as U+FFFD (data.encoding_errors=replace)", path)
+            row[key], replaced = LONE_SURROGATE.sub("\ufffd", value), True
+    return replaced
 
 
 def _json_lines(path: str, errors: str) -> Iterator[tuple[int, Any]]:
@@ -122,6 +141,7 @@ def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return read()
 
+    _unique_header(path, errors)
     first = 2
     try:
         with strictly(lambda: pd.read_csv(path, index_col=False, encoding="utf-8-sig", encoding_errors=errors,
@@ -138,6 +158,20 @@ def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -
                 bad = next((reader.line_num for row in reader if row and len(row) != width), None)
             where = f" at line {bad}: expected {width} fields" if bad else ""
         raise DataError(f"{path}: malformed CSV{where} ({' '.join(str(err).split())})") from None
+
+
+def _unique_header(path: str, errors: str) -> None:
+    """A CSV header names each column once: pandas would rename a second ``label`` to ``label.1`` and the job would
+    read the first silently. (A header too broken to read is left to pandas' error.)"""
+    with open(path, encoding="utf-8-sig", errors=errors, newline="") as file:
+        reader = csv.reader(file)
+        try:
+            names = [name for name in next((row for row in reader if row), []) if name]  # unnamed: pandas names them
+        except csv.Error:
+            return
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise DataError(f"{path}:{reader.line_num}: the header names column(s) {', '.join(map(repr, repeated))} more "
+                        "than once, and only the first would be read; valid: every column named once")
 
 
 def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,

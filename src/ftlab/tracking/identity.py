@@ -20,18 +20,21 @@ def saved_yaml(path: Path, default):
     return value if isinstance(value, type(default)) else default
 
 
-def swept_keys(sweep_dir: Path) -> list[str]:
+def swept_keys(sweep_dir: Path, job_dirs: list[Path] | None = None) -> list[str]:
     """Keys the sweep varies (``strategy``, ``lr``, ...), read from the sweep's ``multirun.yaml``.
 
     Hydra writes that file before launching jobs; an override with a choice list, range or sweep
     function (``lr=1e-5,2e-5``) is a swept key, and so is every key of a search sweeper's space, including keys that
-    only some trials set (a conditional space: ``strategy.trainable_layers`` for partial trials only).
+    only some trials set (a conditional space: ``strategy.trainable_layers`` for partial trials only). ``job_dirs``:
+    the job directories to read a search's space from (default: every ``*/.hydra/`` below ``sweep_dir``; the report
+    passes the ones it accepted, without links to other sweeps).
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     sweep_dir = Path(sweep_dir)
     path = sweep_dir / "multirun.yaml"
-    jobs = sorted(sweep_dir.glob("*/.hydra/hydra.yaml"))
+    jobs = sorted(sweep_dir.glob("*/.hydra/hydra.yaml")) if job_dirs is None else [
+        j / ".hydra" / "hydra.yaml" for j in job_dirs if (j / ".hydra" / "hydra.yaml").exists()]
     if not path.exists():  # search sweepers (Optuna) write none: every job's hydra.yaml holds the space
         if not jobs:
             return []

@@ -79,6 +79,9 @@ def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
             continue
         spec = dict(spec)
         if spec["_target_"].endswith("WandbLogger"):
+            # W&B's own banner and its 30-line run summary bury the job's result; finish_loggers says in one line
+            # where the run is. WANDB_SILENT=false brings them back.
+            os.environ.setdefault("WANDB_SILENT", "true")
             if wandb_mode() == "offline":
                 spec["offline"] = True
             for key, value in wandb_identity(output_dir).items():
@@ -107,7 +110,10 @@ def finish_loggers(loggers: list, failed: bool) -> None:
             import wandb
 
             if wandb.run is not None:
+                run_dir, offline = Path(wandb.run.dir).parent, wandb.run.settings.mode == "offline"
                 wandb.finish(exit_code=1 if failed else 0)
+                log.info("W&B run in %s%s", run_dir, f" (offline; upload with: wandb sync {run_dir})" if offline
+                         else "")
     except Exception as err:
         if not failed:
             raise

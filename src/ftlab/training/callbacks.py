@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.saved_config import upgrade_targets
+from ftlab.training.line_progress import LineProgress, is_terminal
 
 
 def current_rss_bytes() -> int:
@@ -140,5 +141,7 @@ def build_callbacks(cfg: dict[str, Any] | None, has_logger: bool, progress_bar: 
             continue
         if isinstance(callback, ProgressBar) and not progress_bar:
             continue
+        if isinstance(callback, ProgressBar) and not is_terminal():  # a log file: lines, not a redrawn bar
+            callback = LineProgress()
         callbacks.append(callback)
     return callbacks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from ftlab.core.checks import ConfigError
-from ftlab.core.saved_config import check_saved_config, load_saved_config
+from ftlab.core.saved_config import load_saved_config
 from ftlab.tracking.loggers import finish_loggers
 from ftlab.training.validation_schedule import in_mid_epoch_validation, validation_follows
 
@@ -159,15 +160,40 @@ class Resumption(Checkpoint):
         log.info("resumed at epoch %d, step %d", trainer.current_epoch, trainer.global_step)
 
 
+def command_line_overrides() -> list[str]:
+    """The overrides this run was started with (``python run.py lr=1e-4 ...``), or none outside a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not inside @hydra.main (tests call train(cfg) with a composed config)
+        return []
+
+
+def changed_by_overrides(cfg, old, overrides: list[str]) -> list[str]:
+    """The ``overrides`` (besides ``resume=`` itself) whose key has another value in ``cfg``, the config composed for
+    this run, than in the job's saved config ``old``; the same value given again changes nothing and passes."""
+    from omegaconf import OmegaConf
+
+    def value(config, key: str):
+        node = OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+        return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+
+    changed = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+        if key != "resume" and not key.startswith("hydra.") and value(cfg, key) != value(old, key):
+            changed.append(override)
+    return changed
+
+
 def resume_config(cfg):
     """For ``resume=<job dir>``: that job's saved config, writing into that job's directory again.
 
     The saved config (``.hydra/config.yaml``) is used as is, so the continued run is the same experiment. It is
-    checked before anything is instantiated (``check_saved_config``): a job directory may come from someone else.
+    checked before anything is instantiated or resolved (``load_saved_config``): a job directory may come from
+    someone else.
     """
-    from omegaconf import DictConfig, OmegaConf
-
-
     if not cfg.get("resume"):
         return cfg
     job = Path(str(cfg.resume)).expanduser().resolve()
@@ -179,19 +205,15 @@ def resume_config(cfg):
     if last_checkpoint(job) is None:
         raise ConfigError([f"resume={cfg.resume!r}: the job has no {LAST_CHECKPOINT} to resume from"])
     try:
-        old = load_saved_config(saved)
-    except Exception as err:  # YAML syntax (yaml.YAMLError), undecodable bytes, OmegaConf's own errors
-        mark = getattr(err, "problem_mark", None)
-        detail = (f"line {mark.line + 1}, column {mark.column + 1}: {err.problem}" if mark is not None
-                  and getattr(err, "problem", None) else " ".join(str(err).split())[:200])
-        raise ConfigError([f"resume={cfg.resume!r}: {saved} cannot be parsed ({type(err).__name__}: {detail}); "
-                           "valid: the YAML config Hydra saved for the job"]) from None
-    if not isinstance(old, DictConfig):
-        raise ConfigError([f"resume={cfg.resume!r}: {saved} is a {type(old).__name__}, not a mapping of config keys; "
-                           "valid: the YAML config Hydra saved for the job"])
-    problems = check_saved_config(OmegaConf.to_container(old, resolve=False), f"resume={cfg.resume!r}: {saved}")
-    if problems:
-        raise ConfigError(problems)
-    old.output_dir = str(job)
+        with zipfile.ZipFile(job / LAST_CHECKPOINT):  # its directory sits at the end: a cut file has none
+            pass
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ConfigError([f"resume={cfg.resume!r}: {LAST_CHECKPOINT} is truncated or corrupt ({err}); the job "
+                           "cannot continue from it: start it again, or resume from a saved copy"]) from None
+    old = load_saved_config(saved, f"resume={cfg.resume!r}", output_dir=job)
+    if ignored := changed_by_overrides(cfg, old, command_line_overrides()):
+        raise ConfigError([f"resume={cfg.resume!r} continues the job with its saved settings, so these overrides "
+                           f"would be ignored: {', '.join(ignored)}; valid: resume=<job dir> alone, or a new job (not "
+                           "resumed) to change a setting"])
     old.resume = str(job)
     return old

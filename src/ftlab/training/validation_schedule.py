@@ -6,6 +6,8 @@ import math
 
 import lightning as L
 
+from ftlab.core.checks import ConfigError
+
 
 def validation_interval(trainer_cfg, curve_points: int | None) -> float | None:
     """Lightning's ``val_check_interval`` that gives a job about ``curve_points`` validations (the points of its
@@ -15,6 +17,23 @@ def validation_interval(trainer_cfg, curve_points: int | None) -> float | None:
     if not curve_points or trainer_cfg.get("val_check_interval") is not None or epochs >= curve_points:
         return None
     return 1 / math.ceil(curve_points / epochs)
+
+
+def check_interval_fits(trainer_cfg, loader_batches: int | None) -> None:
+    """A whole-batch ``val_check_interval`` must fall inside the epoch (Lightning refuses it mid-fit otherwise) unless
+    ``check_val_every_n_epoch`` is null, when it counts batches across epochs. ``loader_batches``: the training
+    dataloader's length, before ``limit_train_batches`` (None for a stream of unknown length: not checked)."""
+    every = trainer_cfg.get("val_check_interval")
+    if (loader_batches is None or not isinstance(every, int) or isinstance(every, bool)
+            or trainer_cfg.get("check_val_every_n_epoch", 1) is None):  # 1: Lightning's default
+        return
+    limit = trainer_cfg.get("limit_train_batches")
+    batches = (loader_batches if limit is None else min(loader_batches, limit) if isinstance(limit, int)
+               else int(loader_batches * limit))
+    if every > batches:
+        raise ConfigError([f"trainer.val_check_interval={every}: an epoch has {batches} training batches; valid: "
+                           f"1..{batches}, a fraction of an epoch in (0, 1], or set trainer.check_val_every_n_epoch="
+                           "null to count batches across epochs"])
 
 
 def check_curve_points(c) -> None:
