@@ -63,7 +63,7 @@ SETTINGS = {
     "trainer.max_epochs=0": "trainer.max_epochs=0: must be an integer >= 1 or -1 or null",
     "++trainer.overfit_batches=1": "trainer.overfit_batches=1: it validates and tests on training batches, so val/ "
                                    "and test/ metrics would be training metrics; valid: 0 (or absent)",
-    "++trainer.use_distributed_sampler=false": "trainer.use_distributed_sampler=False: without it every process",
+    "++trainer.fast_dev_run=true": "trainer.fast_dev_run=True: it runs a batch or two with no checkpoint or logger",
     "layer_decay=0": "layer_decay=0: must be a fraction in (0, 1]",
     "batch_size=0": "batch_size=0: must be a positive int",
     "seed=forty": "seed='forty': must be an integer",
@@ -290,6 +290,13 @@ def ner_overrides(model_dir, path, out):
 
 # -- model directories --------------------------------------------------------------------------------------------
 
+class RunsCode:
+    """Pickled, it calls a function when unpickled (what a hostile pytorch_model.bin does)."""
+
+    def __reduce__(self):
+        return (print, ("unpickled: code ran",))
+
+
 def _broken_model(tiny_model_dir, tmp_path, damage: str):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -301,12 +308,11 @@ def _broken_model(tiny_model_dir, tmp_path, damage: str):
     elif damage == "truncated weights":
         weights = model / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
-    elif damage == "pickled weights":
+    elif damage == "pickled code in the weights":
         import torch
         from safetensors.torch import load_file
 
-        torch.save(load_file(model / "model.safetensors"), model / "pytorch_model.bin",
-                   _use_new_zipfile_serialization=False)
+        torch.save({**load_file(model / "model.safetensors"), "x": RunsCode()}, model / "pytorch_model.bin")
         (model / "model.safetensors").unlink()
     elif damage == "no config":
         (model / "config.json").unlink()
@@ -319,8 +325,8 @@ MODEL_DAMAGE = {
     "no tokenizer": "no tokenizer files; valid: one of tokenizer.json, vocab.txt",
     "no weights": "no weights; valid: model.safetensors or pytorch_model.bin",
     "truncated weights": "model.safetensors is truncated or corrupt",
-    "pickled weights": "pytorch_model.bin is a legacy pickle (torch.save before 1.6), which can run code when loaded "
-                       "and which ftlab does not load; valid: model.safetensors",
+    "pickled code in the weights": "pytorch_model.bin holds objects other than tensors, which could run code when "
+                                   "loaded; ftlab loads weights only; valid: model.safetensors",
     "no config": "no config.json there (not a checkpoint directory)",
     "broken config": "cannot load its config",
 }

@@ -25,6 +25,7 @@ from ftlab.training.resume import resume_config
 from tests.helpers import compose, tiny_overrides
 
 MODEL_HELP = "job directory (with model/) or an exported model directory"
+EXPORT_FILES = "model.onnx, model.onnx.data, parity.json, model.int8.onnx, deploy.json"  # what an ONNX export writes
 TEXTS = ["goal team coach league", "pasta soup cheese bread", "laptop chip server cloud"]
 
 
@@ -291,8 +292,19 @@ CASES = [
     Case("onnx-output-dir-of-other-files", "onnx_export", lambda e: (
         [str(e.job), "--output", str(after((e.tmp / "docs").mkdir(), after(e.file("docs/a.md", "x"),
                                                                               e.tmp / "docs")))],
-        [f"--output {e.tmp / 'docs'}: a directory with other files in it (no model.onnx or parity.json)",
-         "give a new or empty directory, or an earlier export"])),
+        [f"--output {e.tmp / 'docs'}: holds a.md, which is not a file an export writes ({EXPORT_FILES}), and the "
+         "export replaces the directory whole; give a new or empty directory, or an earlier export"])),
+    Case("onnx-output-earlier-export-beside-the-users-files", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(after((e.tmp / "ship").mkdir(),
+                                           after([e.file(f"ship/{name}", "x") for name in
+                                                  ("model.onnx", "parity.json", "Dockerfile", "serve.py")],
+                                                 e.tmp / "ship")))],
+        [f"--output {e.tmp / 'ship'}: holds Dockerfile, which is not a file an export writes ({EXPORT_FILES}), and "
+         "the export replaces the directory whole; give a new or empty directory, or an earlier export"])),
+    Case("onnx-output-another-jobs-onnx", "onnx_export", lambda e: (
+        [str(e.job), "--output", str(e.other_job("other") / "onnx")],
+        [f"--output {e.tmp / 'other' / 'onnx'}: is inside the job directory {e.tmp / 'other'}, whose files are the "
+         "job's results; give a path outside it"])),
     # -- report --------------------------------------------------------------------------------------------------
     Case("report-dir-missing", "report", lambda e: (
         [str(e.tmp / "nope")], [f"{e.tmp / 'nope'}: no such directory", "give a sweep directory"])),
@@ -360,14 +372,50 @@ def test_predict_works_on_the_same_fixture(models, tmp_path):
 
 def test_onnx_export_writes_and_replaces_the_jobs_own_onnx_folder(models, tmp_path, capsys):
     """The control of the onnx_export output cases: in a real job directory, the default ``<job>/onnx/`` is written
-    and, exported again, replaced; the job's other files stay as they were."""
+    and, exported again (the job or its model/ given), replaced; the job's other files stay as they were."""
     env = Env(tmp_path, models)
     env.other_job("job", hydra=False)  # the case's job becomes a real one: model/ beside checkpoints/, metrics.json
     job_files = _files(env.job)
     assert onnx_main([str(env.job)]) == 0
     assert onnx_main([str(env.job), "--output", str(env.job / "onnx")]) == 0
+    assert onnx_main([str(env.model), "--output", str(env.job / "onnx")]) == 0  # the model of this very job
     assert (env.job / "onnx" / "model.onnx").is_file()
     assert {k: v for k, v in _files(env.job).items() if not k.startswith("onnx")} == job_files
+
+
+def test_onnx_export_never_replaces_another_jobs_export(models, tmp_path, capsys):
+    env = Env(tmp_path, models)
+    other = env.other_job("other")
+    (other / "onnx").mkdir()
+    for name in ("model.onnx", "parity.json"):  # job other's own export
+        (other / "onnx" / name).write_text("other's")
+    status, message = run_tool("onnx_export", [str(env.job), "--output", str(other / "onnx")], capsys)
+    assert (status, message) == (1, f"ftlab.onnx_export: --output {other / 'onnx'}: is inside the job directory "
+                                    f"{other}, whose files are the job's results; give a path outside it")
+    assert {p.name: p.read_text() for p in (other / "onnx").iterdir()} == {"model.onnx": "other's",
+                                                                          "parity.json": "other's"}
+
+
+def test_predict_writes_into_a_project_root_with_model_and_checkpoints_folders(models, tmp_path):
+    """A directory with model/ and checkpoints/ folders is not a job by that alone (a project's root, say); one with
+    what a job writes beside model/ (metrics.json, plan.json) or Hydra's saved config is."""
+    from ftlab.deploy.output_paths import is_job_dir
+
+    env = Env(tmp_path, models)
+    project = tmp_path / "proj"
+    for folder in ("model", "checkpoints"):
+        (project / folder).mkdir(parents=True)
+    assert predict_main(env.predict(output=project / "preds.jsonl")) == 0
+    assert [json.loads(line)["text"] for line in (project / "preds.jsonl").read_text().splitlines()] == TEXTS
+    assert not is_job_dir(project)
+    for record in ("plan.json", "metrics.json"):
+        (project / record).write_text("{}")
+        assert is_job_dir(project)
+        (project / record).unlink()
+    (project / "model").rmdir()
+    (project / "metrics.json").write_text("{}")
+    assert not is_job_dir(project)  # a record without model/ beside it
+    assert is_job_dir(env.other_job("hydra-job"))
 
 
 def test_exported_model_has_shareable_permissions_whatever_the_umask(models, tmp_path):
@@ -474,8 +522,14 @@ RESUME_CASES = {
         lambda tmp, c: fake_job(tmp / "job", _set(c, "callbacks.x", "${oc.create:{_target_: shutil.copyfile, "
                                                   "src: /etc/hostname, dst: /tmp/copied}}")),
         ["callbacks.x='${oc.create:{_target_: shutil.copyfile", "calls the resolver 'oc.create'",
-         "valid: the value itself, or one of ftlab.monitor_mode:${monitor, hydra:runtime.output_dir, "
-         "oc.env:FTLAB_CACHE"]),
+         "valid: the value itself, or one of ${ftlab.monitor_mode:${monitor}}, ${hydra:runtime.output_dir}, "
+         "${oc.env:FTLAB_CACHE,'~/.cache/ftlab'}"]),
+    "resolver-after-an-escaped-backslash": (  # \\ is a literal backslash, then a real interpolation
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "data.cache_dir", "x\\\\${oc.env:SECRET_TOKEN}")),
+        ["calls the resolver 'oc.env'"]),
+    "resolver-nested-in-an-allowed-one": (
+        lambda tmp, c: fake_job(tmp / "job", _set(c, "data.cache_dir", "${oc.env:FTLAB_CACHE,${oc.env:SECRET}}")),
+        ["data.cache_dir='${oc.env:FTLAB_CACHE,${oc.env:SECRET}}', which calls the resolver 'oc.env'"]),
     "resolver-in-a-list-item": (
         lambda tmp, c: fake_job(tmp / "job", _set(c, "logger.csv.flush_logs_every_n_steps",
                                                   ["ok", "${oc.decode:'{_target_: os.system}'}"])),
@@ -539,9 +593,11 @@ def test_resume_with_a_changed_setting_is_refused_naming_it(saved_config, tiny_m
 
     job = fake_job(tmp_path / "job", saved_config)
     again = ["lr=2e-4", f"seed={saved_config['seed']}", "strategy=full"]  # the saved values: nothing is ignored
-    changed = ["lr=0.5", "trainer.max_epochs=7", "strategy=lora"]
+    changed = ["lr=0.5", "trainer.max_epochs=7", "strategy=lora", "debug=smoke"]
     assert saved_config["lr"] == 2e-4 and saved_config["strategy"]["name"] == "full"
-    for given, ignored in ((again, None), ([again[1], *changed], "lr=0.5, trainer.max_epochs=7, strategy=lora")):
+    again.append("output_dir=/elsewhere")  # what a DDP rank > 0 is relaunched with: never an ignored setting
+    for given, ignored in ((again, None),
+                           ([again[1], *changed], "lr=0.5, trainer.max_epochs=7, strategy=lora, debug=smoke")):
         given = [f"resume={job}", *given]
         monkeypatch.setattr(resume, "command_line_overrides", lambda given=given: given)
         cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, *given))

@@ -113,13 +113,16 @@ def test_wandb_offline_run_holds_config_and_metrics(job):
 
 
 @pytest.mark.slow
-def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_path, monkeypatch):
+def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_path, monkeypatch, caplog):
+    import logging
+
     import wandb
 
     def explode(self, batch, batch_idx):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(FineTuneModule, "training_step", explode)
+    caplog.set_level(logging.INFO, logger="ftlab")
     cfg = compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "logger=wandb"))
     with pytest.raises(RuntimeError, match="boom"):
         train(cfg)
@@ -127,6 +130,9 @@ def test_failed_job_still_finishes_its_wandb_run(tiny_model_dir, tiny_csv, tmp_p
     records = finished_wandb_records(wandb_run_file(tmp_path))
     exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert len(exits) == 1 and exits[0].exit_code == 1
+    run_dir = wandb_run_file(tmp_path).parent  # W&B's own summary is silenced; one line says where the run is
+    assert f"W&B run in {run_dir} (offline; upload with: wandb sync {run_dir})" in [
+        r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                               cfg.seed, task=cfg.task, index_train=bool(cfg.get("cache_frozen")))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    check_interval_fits(cfg.trainer, datamodule.train_batches())
+    check_interval_fits(cfg.trainer, datamodule.train_batches(), settings.device_count)
     module = FineTuneModule(
         model=_plain(cfg.model), strategy=_plain(cfg.strategy), optimizer=_plain(cfg.optimizer),
         scheduler=_plain(cfg.scheduler), label_names=datamodule.label_names, task=cfg.task,
@@ -125,6 +125,8 @@ def _run(cfg: DictConfig, datamodule: FineTuneData, module: FineTuneModule, plan
         metrics = fit_and_evaluate(cfg, trainer, speed, datamodule, module, out_dir)
         if not metrics.get("search/pruned"):
             write_artifacts(cfg, trainer, datamodule, module, metrics, out_dir)
+        elif trainer.is_global_zero:  # a pruned trial is over too (pruned.json written): it resumes nothing
+            prune_checkpoints(out_dir / "checkpoints", keep_policy(cfg))
         failed = False
         return metrics
     finally:
@@ -181,6 +183,8 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
     if cfg.get("eval_before") and not resume_from:
         # The untuned checkpoint on the same test set: the "before" of the before/after comparison.
         before = {f"before/{k}": v for k, v in trainer.test(module, datamodule=datamodule, verbose=False)[0].items()}
+        if trainer.is_global_zero:  # now, before the fit's own output: it is the "before"
+            print(f"[ftlab] before fine-tuning: {format_metrics(before, 'before/test/')}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     pruning = next((c for c in trainer.callbacks if isinstance(c, TrialPruning)), None)
     if pruning is not None and pruning.pruned_at is not None:  # a pruned search trial has no test result
@@ -220,8 +224,6 @@ def write_artifacts(cfg: DictConfig, trainer: L.Trainer, datamodule: FineTuneDat
         return
     check_finite(state.items() if state is not None else module.model.named_parameters())
     export_model(module, out_dir / "model", state, max_length=cfg.max_length)
-    if "before/test/loss" in metrics:
-        print(f"[ftlab] before fine-tuning: {format_metrics(metrics, 'before/test/')}")
     if cfg.get("export_onnx"):  # parity checked on real test inputs; int8 compared with fp32 on the test split
         onnx = _plain(cfg.get("onnx")) or {}
         test = JobTestSplit(module.task, datamodule.label_names, datamodule.datasets["test"],

@@ -101,3 +101,25 @@ def test_bbc_folder_source_reads_five_topics():
     splits, _ = clean_and_split(raw, 0.1, 0.1, seed=42)
     # 98 of the 2,225 articles are exact duplicates.
     assert {k: len(t) for k, (t, _) in splits.items()} == {"train": 1701, "validation": 212, "test": 212}
+
+
+def test_the_data_fingerprint_follows_contents_not_times_or_junk(tmp_path):
+    import os
+    import shutil
+
+    from ftlab.data.datamodule import content_hash
+
+    first = tmp_path / "a"
+    (first / "sport").mkdir(parents=True)
+    (first / "sport" / "1.txt").write_text("goal")
+    (first / "food" / "x").mkdir(parents=True)
+    (first / "food" / "x" / "2.txt").write_text("soup")
+    copy = tmp_path / "b"
+    shutil.copytree(first, copy)
+    os.utime(copy / "sport" / "1.txt", (1, 1))  # another time: a checkout, a copy, touch
+    (copy / ".DS_Store").write_bytes(b"\0junk")  # junk the readers skip
+    (copy / "food" / ".ipynb_checkpoints").mkdir()
+    assert content_hash(str(first)) == content_hash(str(copy))
+    (copy / "sport" / "1.txt").write_text("gaol")  # same size, other text
+    assert content_hash(str(first)) != content_hash(str(copy))
+    assert content_hash(str(first / "sport" / "1.txt")) != content_hash(str(copy / "sport" / "1.txt"))

@@ -149,3 +149,49 @@ def test_a_saved_config_is_read_without_resolving_it(trained_at_16, monkeypatch,
         assert trained_max_length(job / "model") is None  # not 16: the interpolation was not resolved
     [line] = warnings_of(caplog)
     assert "max_length='${oc.env:FTLAB_TEST_LENGTH}' is not a positive integer" in line
+
+
+def test_the_models_own_record_comes_before_the_config_of_the_job_it_sits_in(trained_at_16):
+    """A model copied into another job's directory keeps the length it was trained at (its ftlab.json), not the
+    length of the job it was copied into."""
+    from ftlab.deploy.trained_length import trained_max_length, write_record
+
+    job, _ = trained_at_16
+    write_record(job / "model", 32)
+    assert trained_max_length(job / "model") == (32, job / "model" / "ftlab.json")
+
+
+def test_a_saved_config_without_max_length_is_passed_over_silently(trained_at_16, caplog):
+    from ftlab.deploy.trained_length import trained_max_length
+
+    job, _ = trained_at_16
+    (job / ".hydra" / "config.yaml").write_text("task: text_classification\nbatch_size: 8\n")
+    with caplog.at_level(logging.WARNING):
+        assert trained_max_length(job / "model") is None
+    assert warnings_of(caplog) == []
+
+
+@pytest.mark.parametrize("where", ["ftlab.json", "saved config"])
+def test_a_recorded_max_length_longer_than_the_model_reads_is_refused_naming_the_file(where, tiny_model_dir,
+                                                                                      tmp_path):
+    """An ftlab.json or saved config from someone else may say anything: 100000 would fail inside the model (64
+    positions) on every long text, so predict refuses before reading any, as it would the same --max-length."""
+    job = tmp_path / "job"
+    make_tiny_classifier(tiny_model_dir, job / "model")
+    if where == "ftlab.json":
+        source = job / "model" / "ftlab.json"
+        source.write_text('{"max_length": 100000}\n')
+    else:
+        source = job / ".hydra" / "config.yaml"
+        source.parent.mkdir()
+        source.write_text("task: text_classification\nmax_length: 100000\n")
+    texts = tmp_path / "in.txt"
+    texts.write_text("goal team coach league\n")
+    out = tmp_path / "preds.jsonl"
+    with pytest.raises(SystemExit) as exc:
+        predict_main([str(job), "--input", str(texts), "--output", str(out)])
+    assert exc.value.code == (f"ftlab.predict: {source}: max_length=100000 (the length the model was trained at, by "
+                              "this file): the model reads at most 64 tokens; valid: 1..64; correct the file, or give "
+                              "--max-length")
+    assert not out.exists()
+    assert predict_main([str(job), "--input", str(texts), "--output", str(out), "--max-length", "16"]) == 0

@@ -413,3 +413,21 @@ def test_the_serving_benchmark_runs(job):
     assert [(r[1].strip(), r[2].strip()) for r in rows] == [("on", "1"), ("on", "4"), ("off", "1"), ("off", "4")]
     assert all(float(r[3]) > 0 and float(r[4]) <= float(r[5]) <= float(r[6]) for r in rows)  # req/s, p50<=p95<=p99
     assert "What dynamic batching gains over batch size 1" in proc.stdout
+
+
+def test_a_trained_max_length_longer_than_the_model_reads_is_refused_at_start_up(tiny_model_dir, tmp_path):
+    """The length from an ftlab.json that came with the model gets the check --max-length gets: 100000 against a
+    model of 64 positions would fail inside the model on every long text (500 per request)."""
+    from ftlab.core.checks import FtlabError
+    from ftlab.serving.server import check, parser
+
+    job = tmp_path / "job"
+    make_tiny_classifier(tiny_model_dir, job / "model")
+    (job / "model" / "ftlab.json").write_text('{"max_length": 100000}\n')
+    with pytest.raises(FtlabError) as exc:
+        check(parser().parse_args([str(job), "--port", str(free_port())]))
+    assert str(exc.value) == (f"{job / 'model' / 'ftlab.json'}: max_length=100000 (the length the model was trained "
+                              "at, by this file): the model reads at most 64 tokens; valid: 1..64; correct the file, "
+                              "or give --max-length")
+    assert check(parser().parse_args([str(job), "--port", str(free_port()), "--max-length", "64"]))["max_length"] \
+        == 64

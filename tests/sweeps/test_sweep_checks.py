@@ -89,6 +89,34 @@ def test_a_data_file_that_changed_during_the_sweep_is_said_and_not_ranked(sweep)
     assert "not ranked: saw other data than the sweep" in summary
 
 
+def record(sweep, jobs, **entries):
+    """Add ``entries`` (``data_fingerprint="a"`` is ``data/fingerprint``) to the metrics.json of ``jobs``."""
+    for job in jobs:
+        path = sweep / str(job) / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()),
+                                    **{k.replace("_", "/", 1): v for k, v in entries.items()}}))
+
+
+def test_a_job_from_before_data_fingerprints_is_ranked_with_jobs_that_have_one(sweep):
+    # Job 6 ran before metrics.json recorded data/fingerprint; the others record the same one: the same data.
+    record(sweep, [*range(6), *range(7, 12)], data_fingerprint="3f1c")
+    result = build_report(sweep)
+    assert result["warnings"] == []
+    assert "not ranked" not in (sweep / "summary.md").read_text()
+
+
+def test_fingerprints_are_compared_between_the_jobs_that_recorded_one(sweep):
+    record(sweep, range(6), data_fingerprint="3f1c")
+    record(sweep, range(6, 11), data_fingerprint="9e07")  # job 11: recorded none, so it is compared on sizes only
+    build_report(sweep)
+    assert warnings_of(sweep) == [
+        "data changed during the sweep: jobs 6, 7, 8, 9, 10 saw other data than the jobs with the same data settings "
+        "(data/fingerprint 9e07 in job 6, 3f1c in job 0); not ranked with them: rerun them on one version of the data"]
+    rows = {line.split(" | ")[0]: line for line in (sweep / "summary.md").read_text().splitlines()}
+    assert rows["| 10"].endswith("| not ranked: saw other data than the sweep |")
+    assert rows["| 11"] == "| 11 | strategy=head_only,seed=3 | completed | 0.82 | 0.82 | 0.1 | 23 |  | 500 |  |"
+
+
 def test_a_link_to_a_job_outside_the_sweep_is_left_out(sweep, tmp_path):
     other = write_sweep(tmp_path / "other", {"lora": ("lora(r=8)", (0.99, 0.99, 0.99), 1.0, 100.0, 0.01)})
     os.symlink(other / "0", sweep / "12")

@@ -15,9 +15,12 @@ def test_prune_keeps_what_the_policy_says(tmp_path, policy, kept):
     checkpoints.mkdir()
     (checkpoints / "best.ckpt").write_bytes(b"w" * 100)
     (checkpoints / "last.ckpt").write_bytes(b"w" * 300)
+    (checkpoints / "best-v1.ckpt").mkdir()  # a versioned name, and a checkpoint saved as a directory (DeepSpeed)
+    (checkpoints / "best-v1.ckpt" / "state.pt").write_bytes(b"w" * 50)
     freed = prune_checkpoints(checkpoints, policy)
-    assert (sorted(p.name for p in checkpoints.iterdir()) if checkpoints.exists() else None) == kept
-    assert freed == {"all": 0, "best": 300, "none": 400}[policy]
+    assert (sorted(p.name for p in checkpoints.iterdir()) if checkpoints.exists() else None) == (
+        sorted([*kept, "best-v1.ckpt"]) if kept and "best.ckpt" in kept else kept)
+    assert freed == {"all": 0, "best": 300, "none": 450}[policy]
 
 
 def test_the_default_is_best_alone_and_none_for_a_search_trial():

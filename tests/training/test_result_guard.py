@@ -6,13 +6,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ftlab.core.checks import ConfigError
+from ftlab.core.checks import ConfigError, FtlabError
 from ftlab.training.result_guard import check_finite, check_steps
 from ftlab.training.validation_schedule import check_interval_fits
 
 
 def test_zero_steps_is_refused_and_one_passes():
-    with pytest.raises(RuntimeError, match="^the fit made 0 optimizer steps, so there is no fine-tuned model"):
+    with pytest.raises(FtlabError, match="^the fit made 0 optimizer steps, so there is no fine-tuned model"):
         check_steps(0)
     check_steps(1)
 
@@ -25,8 +25,8 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_first():
         model[0].weight[0, 0] = float("inf")
     with pytest.raises(FloatingPointError) as exc:
         check_finite(model.named_parameters())
-    assert str(exc.value) == ("2 weight tensor(s) of the best checkpoint are not finite (0.weight, ...): training "
-                              "diverged; nothing was exported, lower lr")
+    assert str(exc.value) == ("2 weight tensor(s) to export are not finite (0.weight, ...): training diverged; "
+                              "nothing was exported, lower lr")
     check_finite([("steps", torch.tensor([1, 2]))])  # integer buffers are not weights
 
 
@@ -38,6 +38,12 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_first():
 def test_a_validation_interval_longer_than_the_epoch_is_one_line(trainer, batches, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         check_interval_fits(OmegaConf.create(trainer), batches)
+
+
+def test_each_process_counts_its_share_of_the_batches():
+    check_interval_fits(OmegaConf.create({"val_check_interval": 6}), 12, processes=2)
+    with pytest.raises(ConfigError, match="an epoch has 6 training batches; valid: 1..6"):
+        check_interval_fits(OmegaConf.create({"val_check_interval": 10}), 12, processes=2)
 
 
 @pytest.mark.parametrize("trainer, batches", [

@@ -30,13 +30,16 @@ def test_the_default_trainer_config_passes():
 
 GOOD = {
     "max_epochs": [1, 3, None], "min_epochs": [0, 2, None], "max_steps": [-1, 1, 500], "min_steps": [None, 0],
-    "max_time": [None, "00:01:30:00", {"hours": 2, "minutes": 30}],
+    "max_time": [None, "00:01:30:00", {"hours": 2, "minutes": 30}, {"weeks": 1, "milliseconds": 5}],
     "limit_train_batches": [None, 1, 50, 0.25, 1.0], "limit_val_batches": [0.5, 3], "limit_test_batches": [1.0],
     "overfit_batches": [0, 0.0], "val_check_interval": [None, 1, 100, 0.5, 1.0], "check_val_every_n_epoch": [1, None],
     "num_sanity_val_steps": [0, 2, -1], "log_every_n_steps": [1, 50], "enable_checkpointing": [True, None],
     "accumulate_grad_batches": [1, 4], "gradient_clip_val": [None, 0, 1.0], "gradient_clip_algorithm": ["norm", None],
-    "deterministic": [True, False, "warn"], "profiler": [None, "simple", "pytorch"], "fast_dev_run": [False],
-    "use_distributed_sampler": [True], "barebones": [False], "reload_dataloaders_every_n_epochs": [0, 2],
+    "deterministic": [True, False, "warn"],
+    "profiler": [None, "simple", "Simple", "pytorch", "xla",
+                 {"_target_": "lightning.pytorch.profilers.SimpleProfiler"}],
+    "use_distributed_sampler": [True, False], "barebones": [False], "fast_dev_run": [False, 0],
+    "reload_dataloaders_every_n_epochs": [0, 2],
     "inference_mode": [True, False], "logger": [None], "callbacks": [None],
 }
 
@@ -51,7 +54,7 @@ BAD = {
     "max_steps": (0, "trainer.max_steps=0: must be an integer >= 1 or -1"),
     "min_epochs": (-2, "trainer.min_epochs=-2: must be an integer >= 0 or null"),
     "max_time": ("2h", "trainer.max_time='2h': must be null, \"DD:HH:MM:SS\" or a mapping of "
-                       "days/hours/minutes/seconds >= 0"),
+                       "weeks/days/hours/minutes/seconds/milliseconds/microseconds >= 0"),
     "limit_train_batches": (0, "trainer.limit_train_batches=0: must be null (all batches), a number of batches >= 1 "
                                "or a fraction in (0, 1]"),
     "limit_val_batches": (0.0, "trainer.limit_val_batches=0.0: must be null (all batches)"),
@@ -71,11 +74,9 @@ BAD = {
                            "false (or absent)"),
     "enable_checkpointing": (False, "trainer.enable_checkpointing=False: the best checkpoint (chosen on validation) "
                                     "is what the job tests and exports"),
-    "use_distributed_sampler": (False, "trainer.use_distributed_sampler=False: without it every process trains and "
-                                       "tests on all the data"),
     "barebones": (True, "trainer.barebones=True: it turns off logging, checkpoints and the progress bar"),
     "logger": (True, "trainer.logger=True: ftlab builds the loggers from the logger group"),
-    "profiler": ("fast", "trainer.profiler='fast': valid: null, simple, advanced, pytorch"),
+    "profiler": ("fast", "trainer.profiler='fast': valid: null, simple, advanced, pytorch, xla, or a _target_ spec"),
 }
 
 

@@ -59,7 +59,12 @@ def tool_name(prog: str) -> str:
 
 
 class ToolParser(argparse.ArgumentParser):
-    """argparse for ftlab's tools, with one-line errors: ``ftlab.<tool>: <problem>; see --help``, exit status 2."""
+    """argparse for ftlab's tools, with one-line errors: ``ftlab.<tool>: <problem>; see --help``, exit status 2.
+    ``doc``: the tool module's docstring, whose first paragraph (not its first line, which may stop mid-sentence)
+    describes the tool in ``--help``."""
+
+    def __init__(self, prog: str, doc: str):
+        super().__init__(prog=prog, description=" ".join(doc.strip().split("\n\n")[0].split()).replace("``", "`"))
 
     def error(self, message: str):
         self.exit(2, f"{tool_name(self.prog)}: {message}; see {self.prog} --help\n")

@@ -66,19 +66,47 @@ def dotted(path: tuple, key: Any) -> str:
     return out
 
 
+def _call_end(text: str, start: int) -> int:
+    """The index just past the ``}`` closing the interpolation that opens at ``start`` (quotes and escapes
+    respected), or the end of ``text`` when it never closes."""
+    depth, quote, i = 0, None, start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"" and depth:
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
+
+
 def resolver_calls(text: str) -> list[str]:
-    """The resolver calls in one config string, each as ``name:first argument`` (``oc.env:FTLAB_CACHE``,
-    ``ftlab.monitor_mode:${monitor}``). A name built from an interpolation comes back as ``$:``, which no allowed
-    call matches. Plain interpolations (``${output_dir}``) call nothing and are left out."""
+    """Every resolver call in one config string, each as written (``${oc.env:FTLAB_CACHE,'~/.cache/ftlab'}``),
+    nested ones too. Plain interpolations (``${output_dir}``) call nothing and are left out; a ``${`` after an odd
+    number of backslashes is escaped text (an even number is literal backslashes, then a real interpolation)."""
     calls = []
-    for start in (i for i in range(len(text) - 1) if text.startswith("${", i) and text[i - 1:i] != "\\"):
-        name = re.match(r"\s*([^\s}:${]*)\s*(.?)", text[start + 2:])
-        if name[2] == "$":
-            calls.append("$:")
-        elif name[2] == ":":
-            argument = re.match(r"\s*([^,}]*)", text[start + 2 + name.end():])[1]
-            calls.append(f"{name[1]}:{argument.strip()}")
+    for start in (i for i in range(len(text) - 1) if text.startswith("${", i)):
+        backslashes = len(text[:start]) - len(text[:start].rstrip("\\"))
+        if backslashes % 2:
+            continue
+        head = re.match(r"\s*[^\s}:${]*\s*(.?)", text[start + 2:])
+        if head[1] in (":", "$"):  # name:args, or a name built from an interpolation
+            calls.append(text[start:_call_end(text, start)])
     return calls
+
+
+def resolver_name(call: str) -> str:
+    """The resolver a call (``resolver_calls``) names; ``$`` when its name is itself an interpolation."""
+    return re.match(r"\$\{\s*([^\s}:${]*)", call)[1] or "$"
 
 
 @functools.lru_cache(maxsize=4)
@@ -192,8 +220,8 @@ def check_saved_config(saved: dict, where: str) -> list[str]:
                             f"allowed: {', '.join(sorted(allowed))}{extra}")
         elif isinstance(value, str) and (calls := [c for c in resolver_calls(value) if c not in resolvers]):
             problems.append(f"{where} sets {dotted(path, key)}={value!r}, which calls the resolver "
-                            f"{calls[0].split(':')[0]!r}; resolving a saved config must call nothing ftlab's configs "
-                            f"do not; valid: the value itself, or one of {', '.join(sorted(resolvers))}")
+                            f"{resolver_name(calls[0])!r}; resolving a saved config must call nothing ftlab's "
+                            f"configs do not; valid: the value itself, or one of {', '.join(sorted(resolvers))}")
         elif key in UNSAFE_OPTIONS and value not in (None, False):
             problems.append(f"{where} sets {dotted(path, key)}={value!r}: ftlab never runs code shipped with a "
                             "checkpoint or data set; valid: false (or absent)")

@@ -22,11 +22,27 @@ from ftlab.core.atomic_files import building
 from ftlab.core.checks import DataError
 from ftlab.data.samplers import ExactDistributedSampler, LengthGroupedSampler, ResumableSampler
 from ftlab.tasks import get_task
-from ftlab.tasks.readers import SPLIT_PATHS, SPLITS
+from ftlab.tasks.readers import SPLIT_PATHS, SPLITS, is_junk
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # bump when the prepared layout changes
+
+
+def content_hash(path: str) -> str:
+    """The bytes of a data file, or of every data file under a folder (OS and tool junk left out, as the readers
+    leave it out), with their relative names: what two jobs must share to have read the same data. Contents, not
+    times: a copy, a checkout or ``touch`` is the same data."""
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(
+        p for p in root.rglob("*") if p.is_file() and not any(is_junk(part) for part in p.relative_to(root).parts))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.relative_to(root) if file != root else ''}\0{file.stat().st_size}\0".encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def fingerprint_path(path: str) -> list:
@@ -91,18 +107,24 @@ class FineTuneData(L.LightningDataModule):
         self._resume: tuple[int, int] | None = None
 
     def data_fingerprint(self) -> str:
-        """Hash of the data settings and of the files they name (names, sizes, modification times): two jobs of a
+        """Hash of the data settings and of the contents of the files they name (``content_hash``): two jobs of a
         sweep with different fingerprints read different data (``data/fingerprint`` in metrics.json; the report
         refuses to rank them together). Seed, tokenizer and length are not in it: a sweep varies those."""
-        ident = {k: v for k, v in self.cfg.items() if k not in ("num_workers", "cache_dir", "group_by_length")}
+        ident = self._settings()
+        for _, key in SPLIT_PATHS:
+            if self.cfg.get(key) and self.cfg["source"] != "hub":
+                ident[f"{key}_files"] = content_hash(resolve_path(self.cfg[key]))
+        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.cfg.items() if k not in ("num_workers", "cache_dir", "group_by_length")}
+
+    def cache_key(self) -> str:
+        """Hash of everything that determines the prepared data (files by name, size and time: cheap to check)."""
+        ident = self._settings()
         for _, key in SPLIT_PATHS:
             if self.cfg.get(key) and self.cfg["source"] != "hub":
                 ident[f"{key}_files"] = fingerprint_path(resolve_path(self.cfg[key]))
-        return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    def cache_key(self) -> str:
-        """Hash of everything that determines the prepared data."""
-        ident = {"data": self.data_fingerprint()}
         tok_dir = Path(self.tokenizer.name_or_path)
         ident["tokenizer"] = fingerprint_path(str(tok_dir)) if tok_dir.is_dir() else self.tokenizer.name_or_path
         ident.update(max_length=self.max_length, seed=self.seed, task=self.task.name, cache_format=CACHE_FORMAT)

@@ -23,14 +23,17 @@ from pathlib import Path
 
 from ftlab.core.checks import FtlabError
 from ftlab.deploy.export import set_permissions
-from ftlab.deploy.onnx_graphs import UnsupportedModel, export_graph, position_ids
+from ftlab.deploy.onnx_graphs import UnsupportedModel, export_graph, position_ids, quiet_exporter
 from ftlab.deploy.output_paths import check_output_target
 from ftlab.deploy.predict import check_model_dir, model_task
+from ftlab.deploy.quantize import INT8_FILE
 from ftlab.deploy.runners import OnnxModel, require_onnx
 from ftlab.tasks import get_task
 
 MAX_ABS_DIFF = 1e-4
-EXPORT_FILES = ("model.onnx", "parity.json")  # what marks a directory as an earlier export, safe to replace
+# Every file an export writes into its directory (model.onnx.data: the weights torch.onnx stores beside the graph;
+# the int8 model and deploy.json: --quantize); a directory holding nothing else is an earlier export, safe to replace.
+EXPORT_FILES = ("model.onnx", "model.onnx.data", "parity.json", INT8_FILE, "deploy.json")
 DEFAULT_TEXTS = [
     "Shares in the carmaker rose after it reported record quarterly profits.",
     "The striker scored twice as the home side won the league title.",
@@ -56,24 +59,36 @@ def check_exportable(model_path: str | Path) -> Path:
 def check_out_dir(out_dir: str | Path, option: str = "--output", model_dir: Path | None = None,
                   job: Path | None = None, texts: Path | None = None) -> Path:
     """An output directory for the ONNX files: a path that does not exist yet (created), an empty directory or an
-    earlier export (replaced whole). It may not be, hold or lie inside ``model_dir`` (the model exported) or the
-    ``texts`` file read, nor be or lie inside a job directory (``job``: the one whose ``model/`` is exported; others
-    are recognised on disk) other than as the job's ``onnx/``."""
+    earlier export (replaced whole: every entry in it a file an export writes, ``EXPORT_FILES``). It may not be,
+    hold or lie inside ``model_dir`` (the model exported) or the ``texts`` file read, nor be or lie inside a job
+    directory (``job``: the one whose ``model/`` is exported; others are recognised on disk) other than as the
+    exported job's own ``onnx/`` (``job``, else the directory holding ``model_dir`` when that is named ``model``)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FtlabError(f"{option} {out}: exists and is not a directory; give a directory (default: onnx/ next to "
                          "model/)")
     reads = [(what, Path(path)) for what, path in (("the model directory", model_dir), ("the --input file", texts))
              if path is not None]
-    check_output_target(out, option, reads, jobs=[job] if job is not None else [], job_output="onnx")
-    # The export replaces the directory whole: anything but an earlier export there would be deleted with it.
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in EXPORT_FILES):
-        raise FtlabError(f"{option} {out}: a directory with other files in it (no {' or '.join(EXPORT_FILES)}), "
-                         "which the export would replace; give a new or empty directory, or an earlier export")
+    own = job if job is not None else (model_dir.parent if model_dir is not None and model_dir.name == "model"
+                                       else None)
+    check_output_target(out, option, reads, jobs=[job] if job is not None else [], job_output="onnx", own_job=own)
+    # The export replaces the directory whole: anything but what an earlier export wrote would be deleted with it.
+    if out.is_dir() and (unknown := next((p for p in sorted(out.iterdir()) if not _written_by_export(p)), None)):
+        raise FtlabError(f"{option} {out}: holds {unknown.name}, which is not a file an export writes "
+                         f"({', '.join(EXPORT_FILES)}), and the export replaces the directory whole; give a new or "
+                         "empty directory, or an earlier export")
     existing = next((p for p in [out, *out.parents] if p.exists()), None)
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise FtlabError(f"{option} {out}: {existing} is not writable; give a directory you can write to")
     return out
+
+
+def _written_by_export(entry: Path) -> bool:
+    """``entry`` is a file an export writes: one of ``EXPORT_FILES``, or the temporary file a quantization killed
+    before its rename left (``atomic_write``: ``.model.int8.onnx.<random>.onnx``)."""
+    if entry.is_symlink() or not entry.is_file():
+        return False
+    return entry.name in EXPORT_FILES or (entry.name.startswith(f".{INT8_FILE}.") and entry.name.endswith(".onnx"))
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
@@ -131,7 +146,8 @@ def _export(path: Path, out_dir: Path, tmp: Path, texts: list[str], repeats: int
     task = model_task(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     model = get_task(task).model_class().from_pretrained(path, trust_remote_code=False).eval()
-    graph = export_graph(task, model, tokenizer, texts, str(tmp / "model.onnx"))
+    with quiet_exporter():
+        graph = export_graph(task, model, tokenizer, texts, str(tmp / "model.onnx"))
     onnx = OnnxModel(tmp / "model.onnx")
     enc = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     inputs = {n: enc[n] for n in graph["inputs"] if n in enc}

@@ -9,6 +9,10 @@ Hugging Face Optimum's ``with_past`` decoders).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+
 import numpy as np
 import torch
 
@@ -83,6 +87,22 @@ def empty_past(layout: list[tuple[int, int]], batch: int) -> list[np.ndarray]:
     return [np.zeros((batch, heads, 0, size), dtype=np.float32) for heads, size in layout for _ in ("key", "value")]
 
 
+@contextlib.contextmanager
+def quiet_exporter():
+    """torch.onnx's progress lines, its registry's "torchvision is not installed" warnings and the FutureWarnings and
+    UserWarnings raised inside torch.export are for torch's developers; errors still propagate."""
+    exporter = logging.getLogger("torch.onnx")
+    level = exporter.level
+    exporter.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        exporter.setLevel(level)
+
+
 def export_graph(task: str, model, tokenizer, texts: list[str], path: str) -> dict:
     """Export ``model`` (a ``task`` model) to ``path`` with dynamic batch and sequence (and past) axes, traced on the
     first two of ``texts``; returns the graph's input and output names."""
@@ -92,7 +112,7 @@ def export_graph(task: str, model, tokenizer, texts: list[str], path: str) -> di
         names = encoder_input_names(tokenizer)
         torch.onnx.export(EncoderLogits(model, names).eval(), tuple(example[n] for n in names), path, input_names=names,
                           output_names=["logits"], dynamic_shapes=(tuple({0: batch, 1: seq} for _ in names),),
-                          dynamo=True)
+                          dynamo=True, verbose=False)
         return {"inputs": names, "outputs": ["logits"]}
     layout = cache_layout(model)
     ids, mask = example["input_ids"], example["attention_mask"]
@@ -107,7 +127,7 @@ def export_graph(task: str, model, tokenizer, texts: list[str], path: str) -> di
         torch.onnx.export(CausalLMWithPast(model).eval(), (ids, full_mask, position_ids(full_mask, past_len), *past),
                           path, input_names=[*LM_INPUTS, *names], output_names=["logits", *present],
                           dynamic_shapes=({0: dyn, 1: dyn}, {0: dyn, 1: dyn}, {0: dyn, 1: dyn},
-                                          tuple({0: dyn, 2: dyn} for _ in names)), dynamo=True)
+                                          tuple({0: dyn, 2: dyn} for _ in names)), dynamo=True, verbose=False)
     except Exception as err:  # torch.export's errors are many classes; the architecture is what the user can change
         detail = " ".join(str(err).split())[:300]
         raise UnsupportedModel(f"{type(model).__name__}: torch.onnx could not export it with past key values "

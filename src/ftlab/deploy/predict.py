@@ -20,11 +20,13 @@ from pathlib import Path
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.checks import DataError, FtlabError, ToolParser, existing_dir, tool_name
+from ftlab.core.library_bars import hide_library_bars
 from ftlab.deploy.output_paths import check_output_target
 from ftlab.deploy.trained_length import serving_max_length
 from ftlab.model.local_files import model_dir_problem
 from ftlab.tasks import TASKS, get_task
-from ftlab.tasks.tables import read_table, read_text
+from ftlab.tasks.tables import read_table
+from ftlab.tasks.utf8 import read_text
 
 MODEL_DIR_HELP = ("give a job directory (with model/) or an exported model directory (config.json, tokenizer files, "
                   "model.safetensors)")
@@ -120,15 +122,25 @@ def model_task(path: Path) -> str:
                      f"(a base checkpoint without a task head?); valid: {valid}")
 
 
+def position_limit(path: Path) -> int | None:
+    """The most tokens the model in ``path`` reads (its position embeddings; None: not bounded by its config)."""
+    from transformers import AutoConfig
+
+    from ftlab.model.loading import max_positions
+
+    return max_positions(AutoConfig.from_pretrained(path, trust_remote_code=False))
+
+
 def predict(model_path: str | Path, texts: list[str], batch_size: int = 32, max_length: int | None = None,
             progress: bool = True, max_new_tokens: int = 64) -> Iterator[dict]:
     """Yield one prediction per text, batched: ``{"label", "score", "probs"}`` for a classifier (label names from
     the model's config), ``{"entities": [...]}`` for a token classifier, ``{"generated_text"}`` for a causal LM.
 
-    ``max_length`` (tokens per text) defaults to the one the job trained at (``serving_max_length``)."""
+    ``max_length`` (tokens per text) defaults to the one the job trained at (``serving_max_length``; one longer than
+    the model reads is an ``FtlabError`` naming the file it came from)."""
     path = check_model_dir(model_path)
     if max_length is None:
-        max_length = serving_max_length(path, None, DEFAULT_MAX_LENGTH)
+        max_length = serving_max_length(path, None, DEFAULT_MAX_LENGTH, position_limit(path))
     yield from get_task(model_task(path)).predict(path, texts, batch_size=batch_size, max_length=max_length,
                                                   max_new_tokens=max_new_tokens, progress=progress)
 
@@ -163,7 +175,7 @@ def _write_atomically(out: Path, lines: Iterator[str]) -> None:
     atomic_write(out, write)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, prog: str = "python -m ftlab.predict") -> None:
     """Check every argument, then predict; problems are ``FtlabError``s."""
     for option in ("batch_size", "max_length", "max_new_tokens"):
         value = getattr(args, option)
@@ -174,7 +186,7 @@ def run(args: argparse.Namespace) -> None:
     given = Path(args.model)
     out = (check_output(args.output, args.input, model=path, job=given if path != given else None)
            if args.output else None)
-    max_length = serving_max_length(path, args.max_length, DEFAULT_MAX_LENGTH)
+    max_length = serving_max_length(path, args.max_length, DEFAULT_MAX_LENGTH, position_limit(path))
 
     from safetensors import SafetensorError
 
@@ -185,6 +197,7 @@ def run(args: argparse.Namespace) -> None:
             sys.stdout.writelines(lines)
         else:
             _write_atomically(out, lines)
+            print(f"{tool_name(prog)}: wrote {len(texts)} prediction(s) to {out}")
     except (OSError, SafetensorError) as err:
         detail = " ".join(str(err).split())[:300]
         raise FtlabError(f"{path}: predicting failed ({type(err).__name__}: {detail}); check that the model "
@@ -192,7 +205,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ftlab.predict") -> int:
-    parser = ToolParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = ToolParser(prog, __doc__)
     parser.add_argument("model", help="a job directory (uses its model/) or an exported model directory")
     parser.add_argument("--input", required=True, help="texts: .txt (one per line), .csv, .json, .jsonl or .parquet")
     parser.add_argument("--output", help="JSON lines file (default: stdout)")
@@ -202,8 +215,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m ftlab.predict") -
                                                        f"the job trained at, else {DEFAULT_MAX_LENGTH})")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="causal LM: tokens to generate (greedy)")
     args = parser.parse_args(argv)
+    hide_library_bars()
     try:
-        run(args)
+        run(args, prog)
     except FtlabError as err:
         sys.exit(f"{tool_name(prog)}: {err}")
     return 0

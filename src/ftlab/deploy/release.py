@@ -18,6 +18,7 @@ from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.checks import FtlabError, ToolParser, at_least, tool_name
+from ftlab.core.library_bars import hide_library_bars
 from ftlab.core.saved_config import load_saved_config
 from ftlab.deploy.card import with_deploy_section
 from ftlab.deploy.export import write_metrics
@@ -120,7 +121,7 @@ def update_job_files(job: Path, added: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ftlab.onnx_export") -> int:
-    parser = ToolParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = ToolParser(prog, __doc__)
     parser.add_argument("model", help="a job directory (uses its model/) or an exported model directory")
     parser.add_argument("--input", help="texts for the parity check (.txt/.csv/.json/.jsonl/.parquet; default: the "
                                         "job's test texts with --quantize, else built-in sentences)")
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m ftlab.onnx_export
     parser.add_argument("--tolerance", type=at_least(0, strict=False), default=1.0,
                         help="points of the test metric int8 may lose before it is reported (default 1.0)")
     args = parser.parse_args(argv)
+    hide_library_bars()
     try:
         path = check_exportable(args.model)
         texts = read_texts(args.input, args.text_column) if args.input else None
@@ -148,5 +150,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m ftlab.onnx_export
             update_job_files(job, added)
     except (FtlabError, ParityError, UnsupportedModel) as err:
         sys.exit(f"{tool_name(prog)}: {' '.join(str(err).split())}")
-    print(json.dumps(added.get("deploy", added["onnx"]), indent=2))
+    print(f"{tool_name(prog)}: {result_line(added, out)}")
     return 0
+
+
+def result_line(added: dict[str, Any], out: Path) -> str:
+    """What the export wrote, in one line; the numbers behind it are in ``parity.json`` (and ``deploy.json``)."""
+    parity = added["onnx"]
+    speed = f"; ONNX Runtime {parity['speedup']:.2f}x PyTorch" if parity.get("speedup") else ""
+    line = (f"wrote {parity['onnx']} (max |logit difference| {parity['max_abs_logit_diff']:.1e} <= "
+            f"{parity['bound']:.0e}{speed}; details in {out / 'parity.json'})")
+    if "deploy" in added:
+        line += f" and {out / 'model.int8.onnx'} (int8 against fp32 on the test split: {out / 'deploy.json'})"
+    return line

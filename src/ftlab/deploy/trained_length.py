@@ -2,10 +2,11 @@
 read texts the way the job's test metrics were measured (a model trained at 128 tokens and served at 512 sees text it
 never saw in training, and its answers are not the ones the job reported).
 
-Where it is found: the job's saved config (``<job>/.hydra/config.yaml``, key ``max_length``) when the model directory
-is a job's ``model/``; else ``ftlab.json`` in the model directory, which a job writes when it exports the model (so
-the value travels with a model copied elsewhere). The saved config is read as plain YAML and never resolved: it may
-come from someone else, and a resolver can run code.
+Where it is found: ``ftlab.json`` in the model directory, which a job writes when it exports the model (so the value
+travels with the model, also when it is copied into another job's directory); else the saved config of the job whose
+``model/`` it is (``<job>/.hydra/config.yaml``, key ``max_length``). The saved config is read as plain YAML and never
+resolved: it may come from someone else, and a resolver can run code. For the same reason a value longer than the
+model reads is refused (``serving_max_length``), naming the file it came from.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+
+from ftlab.core.checks import FtlabError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ def _positive_int(value) -> bool:
 
 
 def _from_saved_config(saved: Path) -> int | None:
-    """``max_length`` of a job's saved config, or None (with a warning) when it cannot be read as a number."""
+    """``max_length`` of a job's saved config; None when the config has no such key, or (with a warning) when it
+    cannot be read as a number."""
     import yaml
 
     try:
@@ -40,7 +44,9 @@ def _from_saved_config(saved: Path) -> int | None:
         log.warning("%s: not readable (%s); the max_length the job trained at is taken from elsewhere", saved,
                     " ".join(str(err).split())[:200])
         return None
-    value = config.get("max_length") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or "max_length" not in config:
+        return None  # nothing recorded: the value is taken from elsewhere, as for a job without a saved config
+    value = config["max_length"]
     if _positive_int(value):
         return value
     log.warning("%s: max_length=%r is not a positive integer (an interpolation is never resolved here); the "
@@ -59,22 +65,31 @@ def _from_record(record: Path) -> int | None:
 def trained_max_length(model_dir: Path) -> tuple[int, Path] | None:
     """The ``max_length`` the model in ``model_dir`` was trained at and the file that says so, or None."""
     model_dir = Path(model_dir)
-    saved = model_dir.parent / ".hydra" / "config.yaml"
-    if saved.is_file() and (value := _from_saved_config(saved)) is not None:
-        return value, saved
+    # The model's own record first: a model copied into another job's directory keeps the length it was trained at.
     record = model_dir / RECORD
     if record.is_file() and (value := _from_record(record)) is not None:
         return value, record
+    saved = model_dir.parent / ".hydra" / "config.yaml"
+    if saved.is_file() and (value := _from_saved_config(saved)) is not None:
+        return value, saved
     return None
 
 
-def serving_max_length(model_dir: Path, given: int | None, default: int) -> int:
+def serving_max_length(model_dir: Path, given: int | None, default: int, limit: int | None = None) -> int:
     """Tokens per text to predict with: ``given`` (a command line's ``--max-length``), else the value the model was
     trained at, else ``default``. A ``given`` value other than the trained one is used, with a one-line warning
-    naming both."""
+    naming both. A trained value above ``limit`` (the most tokens the model reads: its position embeddings) is an
+    ``FtlabError`` naming the file it came from: every long text would fail inside the model."""
     trained = trained_max_length(model_dir)
     if given is None:
-        return trained[0] if trained is not None else default
+        if trained is None:
+            return default
+        value, source = trained
+        if limit is not None and value > limit:
+            raise FtlabError(f"{source}: max_length={value} (the length the model was trained at, by this file): the "
+                             f"model reads at most {limit} tokens; valid: 1..{limit}; correct the file, or give "
+                             "--max-length")
+        return value
     if trained is not None and given != trained[0]:
         log.warning("--max-length %d: the model was trained and tested at max_length=%d (%s); predictions at %d "
                     "tokens may differ from the job's test results", given, trained[0], trained[1], given)

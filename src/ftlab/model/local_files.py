@@ -30,8 +30,9 @@ def weights_problem(path: Path) -> str | None:
         for shard in shards:
             # transformers joins each name to the directory, so "../x" or "/x" would read weights from anywhere.
             # Checked by name, not by resolving: the Hugging Face cache links its shards to ../../blobs on purpose.
-            name = shard if isinstance(shard, str) else "/"
-            if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
+            if not isinstance(shard, str):
+                return f"{path.name} maps a tensor to {shard!r}, not a file name; valid: shard file names"
+            if os.path.isabs(shard) or os.path.normpath(shard).split(os.sep)[0] == "..":
                 return (f"{path.name} lists the shard {shard!r}, outside its own directory; valid: file names in "
                         f"{path.parent}")
             if not (path.parent / shard).is_file():
@@ -50,15 +51,21 @@ def weights_problem(path: Path) -> str | None:
         return None
     with open(path, "rb") as f:  # pytorch_model.bin: a zip archive (torch.save since 1.6) or a legacy pickle
         legacy = f.read(2) == b"\x80\x02"
-    if legacy:  # torch refuses it (weights_only) with a traceback; say why in one line
-        return (f"{path.name} is a legacy pickle (torch.save before 1.6), which can run code when loaded and which "
-                "ftlab does not load; valid: model.safetensors, or a torch.save archive of tensors (save the model "
-                "again with save_pretrained)")
-    try:
-        with zipfile.ZipFile(path):
-            pass
-    except (zipfile.BadZipFile, OSError):
-        return f"{path.name} is truncated or corrupt (not a readable torch.save archive)"
+    if not legacy:
+        try:
+            with zipfile.ZipFile(path):
+                pass
+        except (zipfile.BadZipFile, OSError):
+            return f"{path.name} is truncated or corrupt (not a readable torch.save archive)"
+    import pickle
+
+    import torch
+
+    try:  # what transformers does (weights only), memory-mapped: reads the pickle's objects, not the tensors' data
+        torch.load(path, map_location="cpu", weights_only=True, mmap=not legacy)
+    except pickle.UnpicklingError:
+        return (f"{path.name} holds objects other than tensors, which could run code when loaded; ftlab loads "
+                "weights only; valid: model.safetensors, or a torch.save of the state dict's tensors alone")
     return None
 
 

@@ -38,7 +38,7 @@ def positive_int(text: str) -> int:
 
 
 def parser(prog: str = "python -m ftlab.serve") -> ToolParser:
-    p = ToolParser(prog=prog, description=__doc__.splitlines()[0])
+    p = ToolParser(prog, __doc__)
     p.add_argument("model", help="a job directory (uses its model/ and onnx/) or an exported model directory")
     backend = p.add_mutually_exclusive_group()
     backend.add_argument("--onnx", dest="backend", action="store_const", const="onnx",
@@ -97,8 +97,9 @@ def check(args) -> dict:
     limit = max_positions(AutoConfig.from_pretrained(model_dir, trust_remote_code=False)) or DEFAULT_MAX_LENGTH
     if (args.max_length or 0) > limit:
         raise FtlabError(f"--max-length {args.max_length}: the model reads at most {limit} tokens; valid: 1..{limit}")
-    # As the job trained and tested, unless the command line says otherwise (then with a warning).
-    max_length = serving_max_length(model_dir, args.max_length, min(DEFAULT_MAX_LENGTH, limit))
+    # As the job trained and tested, unless the command line says otherwise (then with a warning); a trained value
+    # above the limit (an ftlab.json or saved config from elsewhere) is refused as --max-length is, naming its file.
+    max_length = serving_max_length(model_dir, args.max_length, min(DEFAULT_MAX_LENGTH, limit), limit)
     config = json.loads((model_dir / "config.json").read_text())
     job = model_dir.parent if model_dir.name == "model" else model_dir
     identity = {"ftlab_job": f"{job.parent.name}/{job.name}", "model": (config.get("architectures") or ["?"])[0],

@@ -7,7 +7,8 @@ model or data), and a data file that changed while the sweep ran (the same data 
 report ranks the jobs of the sweep's own setup and data, and names the others in one line each instead.
 
 Data actually seen is what ``metrics.json`` records of it: ``data/split_sizes`` (always), and ``data/fingerprint`` when
-the job recorded one (a fingerprint of the data files catches a change that keeps the sizes).
+the job recorded one (a fingerprint of the data files catches a change that keeps the sizes). Each is compared only
+between jobs that both recorded it: a job from before ``data/fingerprint`` existed is not set apart for lacking one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 SETUP = ("task", "model", "data")  # what the jobs of one sweep share unless the sweep varies it
 DATA_SHAPING = ("seed", "max_length")  # also shape the prepared splits (seeded split, packing into blocks)
-# Settings that change where or how fast, not what is trained on.
+# Settings that change where or how fast, not what is trained on: left out of a job's setup here and of a search's
+# definition (ftlab.sweeps.study_continuation), the one list of them.
 NOT_SETUP = ("data.num_workers", "data.cache_dir", "model.gradient_checkpointing", "model.compile")
 DATA_IDENTITY = ("data/split_sizes", "data/fingerprint")  # the keys of metrics.json that describe the data seen
 
@@ -85,16 +87,23 @@ def _other_data(rows: list[dict[str, Any]]) -> list[str]:
     seen = [r for r in rows if r.get("data_seen") and r.get("setup") and not r.get("set_apart")]
     apart, example = [], None
     for same_settings in _groups(seen, lambda r: r["setup"]):
-        main, *others = _groups(same_settings, lambda r: r["data_seen"])
-        for members in others:
-            apart += members
-            example = example or (members[0], main[0])
+        # Key by key, among the jobs that recorded it (and still agree on the keys before it): the most common value
+        # is the sweep's, the others are set apart. A job without the key is compared on the other keys only.
+        for key in DATA_IDENTITY:
+            recorded = [r for r in same_settings if key in r["data_seen"] and not any(r is a for a in apart)]
+            if not recorded:
+                continue
+            main, *others = _groups(recorded, lambda r, key=key: r["data_seen"][key])
+            for members in others:
+                apart += members
+                example = example or (members[0], main[0])
     if not apart:
         return []
     apart = [r for r in seen if any(r is a for a in apart)]  # in the sweep's order
     _mark(apart, "saw other data than the sweep")
     odd, usual = example
-    differ = [k for k in DATA_IDENTITY if odd["data_seen"].get(k) != usual["data_seen"].get(k)]
+    differ = [k for k in DATA_IDENTITY if k in odd["data_seen"] and k in usual["data_seen"]
+              and odd["data_seen"][k] != usual["data_seen"][k]]
     shown = "; ".join(f"{k} {odd['data_seen'].get(k)} in job {odd['job']}, {usual['data_seen'].get(k)} in job "
                       f"{usual['job']}" for k in differ)
     return [f"data changed during the sweep: {_jobs(apart)} saw other data than the jobs with the same data settings "

@@ -160,7 +160,7 @@ class ReportCallback(Callback):
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m ftlab.report") -> int:
-    parser = ToolParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = ToolParser(prog, __doc__)
     parser.add_argument("sweep_dir", type=Path, nargs="+", help="a sweep directory, or several to compare as one")
     parser.add_argument("--out", type=Path, help="where the joint report of several sweeps goes")
     parser.add_argument("--metric", help="metric to decide on and plot (default: the test counterpart of the monitor)")

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.core.checks import ConfigError
+from ftlab.sweeps.comparable import NOT_SETUP  # where and how fast, not what is trained on: not part of a definition
+
+log = logging.getLogger(__name__)
 
 DEFINITION_ATTR = "definition"  # the study's user attribute holding the definition
 TRIAL_ATTR = "definition_digest"  # each trial's user attribute: the digest of the definition it was asked under
 BUDGET = ("max_epochs", "max_steps", "max_time", "limit_train_batches")  # trainer keys that bound a trial
-NOT_DATA = ("num_workers", "cache_dir")  # where and how fast data is read, not what it is
 PARTS = ("space", "fixed overrides", "objectives", "directions", "task", "model", "data", "budget")
 
 
@@ -35,9 +38,17 @@ def study_definition(config: DictConfig, space: dict[str, Any], fixed: Sequence[
         "space": {key: override.input_line.split("=", 1)[-1] for key, override in sorted(space.items())},
         "fixed overrides": dict(sorted(dict(o.split("=", 1) if "=" in o else (o, None) for o in fixed).items())),
         "objectives": list(objectives), "directions": list(directions), "task": plain.get("task"),
-        "model": plain.get("model"), "data": {k: v for k, v in (plain.get("data") or {}).items() if k not in NOT_DATA},
+        "model": _without_settings(plain.get("model"), "model"),
+        "data": _without_settings(plain.get("data") or {}, "data"),
         "budget": {f"trainer.{key}": trainer.get(key) for key in BUDGET}}
     return json.loads(json.dumps(definition, default=str))
+
+
+def _without_settings(node: Any, prefix: str) -> Any:
+    """``node`` (the ``prefix`` node of the config) without the keys of ``NOT_SETUP`` under it."""
+    if not isinstance(node, dict):
+        return node
+    return {k: _without_settings(v, f"{prefix}.{k}") for k, v in node.items() if f"{prefix}.{k}" not in NOT_SETUP}
 
 
 def digest(definition: dict[str, Any]) -> str:
@@ -50,8 +61,10 @@ def check_continuation(study, definition: dict[str, Any], name: str, url: str) -
     definition differs, naming the first part that differs and how to continue deliberately; returns the digest
     the search marks its trials with.
 
-    A study with finished trials and no stored definition (made before ftlab stored one, or by hand) is refused
-    too: what its trials ran with cannot be checked. One with only queued trials (``enqueue_trial``) is adopted."""
+    A study with finished trials and no stored definition (made before ftlab stored one, or by hand) is adopted
+    with a one-line warning: what its trials ran with cannot be checked, but refusing it would leave every search
+    started before definitions were stored unable to continue. Its earlier trials count towards ``n_trials``; they
+    are not marked with the digest, so only the trials asked from now on compete for the best."""
     where = f"hydra.sweeper.study_name={name!r}: the study in {url}"
     sqlite = "sqlite:///"
     how = ("to continue deliberately, give this search another hydra.sweeper.study_name, or delete "
@@ -61,8 +74,10 @@ def check_continuation(study, definition: dict[str, Any], name: str, url: str) -
     if stored is None:
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         if finished:
-            raise ConfigError([f"{where} has {len(finished)} finished trial(s) but no stored definition (made before "
-                               f"ftlab stored one, or by hand), so they cannot be checked against this search; {how}"])
+            log.warning("%s has %d finished trial(s) but no stored definition (made before ftlab stored one, or by "
+                        "hand): this search's definition is now stored, and its earlier trials could not be checked "
+                        "against it; they count towards n_trials, but only trials asked from now on compete for the "
+                        "best", where, len(finished))
         study.set_user_attr(DEFINITION_ATTR, definition)
     elif stored != definition:
         raise ConfigError([f"{where} was made by another search: {differences(stored, definition)}; continuing it "
@@ -71,14 +86,19 @@ def check_continuation(study, definition: dict[str, Any], name: str, url: str) -
 
 
 def differences(stored: dict[str, Any], now: dict[str, Any]) -> str:
-    """The first part of two definitions that differs, key by key (at most three), and the other parts that do."""
-    parts = [p for p in PARTS if stored.get(p) != now.get(p)]
+    """The first part of two definitions that differs, key by key (at most three), and the other parts that do.
+    A part outside ``PARTS`` (a definition stored by another ftlab version, or edited by hand) is named by its key."""
+    others = sorted((stored.keys() | now.keys()) - set(PARTS), key=str)
+    parts = [p for p in (*PARTS, *others) if stored.get(p, _NONE) != now.get(p, _NONE)]
     first, rest = parts[0], parts[1:]
-    prefix = first if first in ("model", "data") else ""  # the other parts' keys are full keys already
-    old, new = _flat(stored.get(first), prefix), _flat(now.get(first), prefix)
+    # The keys of space, fixed overrides and budget are full keys already; model's, data's and an unknown part's not.
+    prefix = "" if first in PARTS and first not in ("model", "data") else str(first)
+    old, new = _flat(stored.get(first, _NONE), prefix), _flat(now.get(first, _NONE), prefix)
     keys = [k for k in [*old, *(k for k in new if k not in old)] if old.get(k, _NONE) != new.get(k, _NONE)]
     shown = "; ".join(f"{k or first}: {_show(old.get(k, _NONE))} stored, {_show(new.get(k, _NONE))} now"
                       for k in keys[:3])
+    if not keys:  # an empty mapping against none at all: nothing to list key by key
+        shown = f"{first}: {_show(stored.get(first, _NONE))} stored, {_show(now.get(first, _NONE))} now"
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
     verb = "differ" if first.endswith("s") else "differs"
     return f"its {first} {verb} ({shown}{more})" + (f"; so do its {', '.join(rest)}" if rest else "")

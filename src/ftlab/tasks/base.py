@@ -104,7 +104,9 @@ class Task:
         from tqdm.auto import tqdm
 
         run = self.predictor(path, max_length=max_length, max_new_tokens=max_new_tokens)
-        for start in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="predicting", unit="batch"):
+        batches = range(0, len(texts), batch_size)
+        # disable=None: tqdm draws only on a terminal, never escape codes into a file or a pipe
+        for start in tqdm(batches, disable=None if progress else True, desc="predicting", unit="batch"):
             yield from run(texts[start:start + batch_size])
 
     def predictor(self, path: Path, *, max_length: int, max_new_tokens: int,

@@ -11,7 +11,8 @@ from typing import Any
 from ftlab.core.assets import resolve_path
 from ftlab.core.checks import DataError
 from ftlab.tasks.readers import SPLIT_PATHS, is_junk
-from ftlab.tasks.tables import CHUNK_ROWS, iter_table, read_text
+from ftlab.tasks.tables import CHUNK_ROWS, iter_table
+from ftlab.tasks.utf8 import read_text
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from ftlab.core.assets import resolve_path
 from ftlab.core.checks import Checker
 from ftlab.tasks.base import Task
 from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, is_junk, sample_limit, split_items
-from ftlab.tasks.tables import read_table, read_text
+from ftlab.tasks.tables import read_table
+from ftlab.tasks.utf8 import read_text
 
 log = logging.getLogger(__name__)
 

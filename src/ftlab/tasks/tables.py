@@ -1,67 +1,26 @@
-"""Reading data files: UTF-8 text, and tables (csv / json / jsonl / parquet) streamed in chunks, every problem named
-with its file and line however deep in the file it is."""
+"""Reading tables (csv / json / jsonl / parquet) streamed in chunks, every problem named with its file and line however
+deep in the file it is; the text inside must be UTF-8 (``ftlab.tasks.utf8``)."""
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
 from ftlab.core.checks import DataError
+from ftlab.tasks.utf8 import check_utf8, lone_surrogates
 
 log = logging.getLogger(__name__)
 
 TABULAR_SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 CHUNK_ROWS = 10_000  # rows per chunk when a table is streamed
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # in a decoded str: half a UTF-16 pair, never valid text
 SCAN_FORMAT = 2  # bump when what a scan records or checks changes
-
-
-UTF8_FIX = "save the file as UTF-8, or set data.encoding_errors=replace"
-
-
-def read_text(path: str | Path, errors: str = "strict", fix: str = UTF8_FIX) -> str:
-    """A file's text, which must be UTF-8 (a byte-order mark is dropped): a ``DataError`` names the file, the line of
-    the first bad byte and ``fix``.
-
-    ``errors="replace"`` (``data.encoding_errors``) reads such bytes as U+FFFD instead, with a warning naming the file.
-    """
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        _not_utf8(path, data.count(b"\n", 0, err.start) + 1, data[err.start], errors, fix)
-        return data.decode("utf-8-sig", errors="replace")
-
-
-def check_utf8(path: str | Path, errors: str = "strict", fix: str = UTF8_FIX) -> None:
-    """``read_text``'s check without holding the file: one streaming pass, the same error or warning."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    with open(path, "rb") as file:
-        try:
-            for block in iter(lambda: file.read(1 << 24), b""):
-                decoder.decode(block)
-                line += block.count(b"\n")
-            decoder.decode(b"", final=True)  # the file may end inside a multi-byte character
-        except UnicodeDecodeError as err:  # err.object: the bytes decoded, with any held over from the last block
-            _not_utf8(path, line + err.object.count(b"\n", 0, err.start), err.object[err.start], errors, fix)
-
-
-def _not_utf8(path: str | Path, line: int, byte: int, errors: str, fix: str) -> None:
-    """The first byte that is not UTF-8: a warning with ``errors="replace"``, else a ``DataError``."""
-    if errors == "replace":
-        log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
-        return
-    raise DataError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); {fix}") from None
 
 
 def _first_char(path: str | Path) -> str:
@@ -92,7 +51,7 @@ def _json_records(path: str, lines: bool, errors: str,
     for where, row in numbered:
         if not isinstance(row, dict):
             raise DataError(f"{path}: {kind} {where} is {type(row).__name__}, not a JSON object with named columns")
-        replaced = _lone_surrogates(path, f"{kind} {where}", row, errors, warn=not replaced) or replaced
+        replaced = lone_surrogates(path, f"{kind} {where}", row, errors, warn=not replaced) or replaced
         chunk.append(row)
         numbers.append(where)
         if chunk_rows and len(chunk) == chunk_rows:
@@ -100,22 +59,6 @@ def _json_records(path: str, lines: bool, errors: str,
             chunk, numbers = [], []
     if chunk:
         yield numbers, chunk
-
-
-def _lone_surrogates(path: str, where: str, row: dict, errors: str, warn: bool) -> bool:
-    """JSON may escape half a UTF-16 pair (``\\ud800``): the lone surrogate is no text a tokenizer, pandas or UTF-8
-    takes. A ``DataError`` naming the record, or (``errors="replace"``) U+FFFD in its place; whether any was put."""
-    replaced = False
-    for key, value in row.items():
-        if isinstance(value, str) and (bad := LONE_SURROGATE.search(value)):
-            if errors != "replace":
-                raise DataError(f"{path}: {where}: {key!r} has a lone surrogate (U+{ord(bad.group()):04X}), not valid "
-                                "Unicode text; a \\uD800-\\uDBFF escape must be followed by its \\uDC00-\\uDFFF "
-                                "pair")
-            if warn and not replaced:
-                log.warning("%s: lone surrogates in JSON strings read as U+FFFD (data.encoding_errors=replace)", path)
-            row[key], replaced = LONE_SURROGATE.sub("\ufffd", value), True
-    return replaced
 
 
 def _json_lines(path: str, errors: str) -> Iterator[tuple[int, Any]]:

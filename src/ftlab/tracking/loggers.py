@@ -103,6 +103,9 @@ def finish_loggers(loggers: list, failed: bool) -> None:
     raised: it would replace the original exception. SLURM stops a requeued job's whole step, W&B's service process
     included, so closing the run can fail there, and submitit must still see its requeue exit.
     """
+    # Where each W&B run is, read before it closes (a failing fit may have closed it already).
+    runs = [(Path(run.dir).parent, run.offline) for logger in loggers
+            if type(logger).__name__ == "WandbLogger" and (run := getattr(logger, "_experiment", None)) is not None]
     try:
         for logger in loggers:
             logger.finalize("failed" if failed else "success")
@@ -110,10 +113,9 @@ def finish_loggers(loggers: list, failed: bool) -> None:
             import wandb
 
             if wandb.run is not None:
-                run_dir, offline = Path(wandb.run.dir).parent, wandb.run.settings.mode == "offline"
                 wandb.finish(exit_code=1 if failed else 0)
-                log.info("W&B run in %s%s", run_dir, f" (offline; upload with: wandb sync {run_dir})" if offline
-                         else "")
+        for run_dir, offline in runs:  # W&B's own summary is silenced (WANDB_SILENT): this line replaces it
+            log.info("W&B run in %s%s", run_dir, f" (offline; upload with: wandb sync {run_dir})" if offline else "")
     except Exception as err:
         if not failed:
             raise

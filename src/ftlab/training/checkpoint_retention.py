@@ -1,4 +1,5 @@
-"""Which checkpoints a job keeps once it has succeeded (``keep_checkpoints``), and the disk a job uses.
+"""Which checkpoints a job keeps once it has succeeded, or a search trial was pruned (``keep_checkpoints``), and the
+disk a job uses.
 
 While a job runs it needs ``best.ckpt`` (what it tests and exports) and ``last.ckpt`` (what an interrupted job
 resumes from, with the optimizer state: about three times the weights under AdamW). Once ``model/`` and
@@ -13,6 +14,8 @@ resumes from, with the optimizer state: about three times the weights under Adam
 from __future__ import annotations
 
 import logging
+import shutil
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,9 @@ log = logging.getLogger(__name__)
 
 KEEP_CHOICES = ("all", "best", "none")
 CHECKPOINTS = {"best": "best.ckpt", "last": "last.ckpt"}
+# What each policy removes: Lightning versions a name it finds taken (best-v1.ckpt), and DeepSpeed saves a
+# checkpoint as a directory of that name.
+REMOVED = {"all": (), "best": ("last*.ckpt",), "none": ("best*.ckpt", "last*.ckpt")}
 
 
 def check_keep_checkpoints(c: Checker) -> None:
@@ -48,18 +54,22 @@ def keep_policy(cfg) -> str:
 
 
 def removed_after_success(policy: str) -> tuple[str, ...]:
-    """The checkpoint files ``policy`` removes once the job's results are written."""
-    return {"all": (), "best": (CHECKPOINTS["last"],), "none": tuple(CHECKPOINTS.values())}[policy]
+    """The checkpoint files (of ``disk_plan``) that ``policy`` removes once the job's results are written."""
+    return tuple(name for name in CHECKPOINTS.values() if any(fnmatch(name, p) for p in REMOVED[policy]))
 
 
 def prune_checkpoints(checkpoint_dir: Path, policy: str) -> int:
-    """Remove what ``policy`` does not keep from a succeeded job's ``checkpoints/``; returns the bytes freed."""
+    """Remove what ``policy`` does not keep from a succeeded job's ``checkpoints/`` (files, or DeepSpeed's
+    directories); returns the bytes freed."""
     freed = 0
-    for name in removed_after_success(policy):
-        path = checkpoint_dir / name
-        if path.is_file():
-            freed += path.stat().st_size
-            path.unlink()
+    for pattern in REMOVED[policy]:
+        for path in sorted(checkpoint_dir.glob(pattern)) if checkpoint_dir.is_dir() else ():
+            if path.is_dir():
+                freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                shutil.rmtree(path)
+            else:
+                freed += path.stat().st_size
+                path.unlink()
     if checkpoint_dir.is_dir() and not any(checkpoint_dir.iterdir()):
         checkpoint_dir.rmdir()
     if freed:

@@ -11,10 +11,15 @@ import logging
 import re
 import warnings
 
+from ftlab.core.library_bars import hide_library_bars
+
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Records a user cannot act on: advertisements, and reports that are expected on every fine-tuning run (a
 # pretrained checkpoint has no task head, so the new head is always "MISSING" from it).
-UNACTIONABLE = (re.compile(r"Tip: For seamless cloud"), re.compile(r"LOAD REPORT"))
+# Lightning's "srun is available but not used" hint is wrong for ftlab, which reaches SLURM through
+# hydra/launcher=slurm (submitit), never srun.
+UNACTIONABLE = (re.compile(r"Tip: For seamless cloud"), re.compile(r"LOAD REPORT"),
+                re.compile(r"The `srun` command is available on your system but is not used"))
 
 
 class ConsoleFilter(logging.Filter):
@@ -57,10 +62,12 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 
 def route_library_output() -> None:
-    """Send Lightning's and transformers' messages and Python warnings through the root logger's handlers."""
+    """Send Lightning's and transformers' messages and Python warnings through the root logger's handlers; the
+    libraries' own progress bars off (``hide_library_bars``)."""
     import transformers
 
     logging.getLogger("lightning").handlers.clear()  # Lightning's own stderr handler printed every message twice
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
+    hide_library_bars()
     warnings.showwarning = _log_warning

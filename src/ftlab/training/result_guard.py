@@ -9,11 +9,13 @@ from collections.abc import Iterable
 
 import torch
 
+from ftlab.core.checks import FtlabError
+
 
 def check_steps(global_step: int) -> None:
     """Refuse a fit that made no optimizer step."""
     if global_step == 0:
-        raise RuntimeError("the fit made 0 optimizer steps, so there is no fine-tuned model to test or export; check "
+        raise FtlabError("the fit made 0 optimizer steps, so there is no fine-tuned model to test or export; check "
                            "trainer.max_steps, trainer.limit_train_batches, trainer.max_time and the training split")
 
 
@@ -22,6 +24,6 @@ def check_finite(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
     bad = [name for name, tensor in named_tensors
            if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all())]
     if bad:
-        raise FloatingPointError(f"{len(bad)} weight tensor(s) of the best checkpoint are not finite ({bad[0]}"
+        raise FloatingPointError(f"{len(bad)} weight tensor(s) to export are not finite ({bad[0]}"
                                  f"{', ...' if len(bad) > 1 else ''}): training diverged; nothing was exported, "
                                  "lower lr")

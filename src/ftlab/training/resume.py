@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 
 from ftlab.core.checks import ConfigError
-from ftlab.core.saved_config import load_saved_config
+from ftlab.core.saved_config import conf_dir, load_saved_config
 from ftlab.tracking.loggers import finish_loggers
 from ftlab.training.validation_schedule import in_mid_epoch_validation, validation_follows
 
@@ -182,7 +182,12 @@ def changed_by_overrides(cfg, old, overrides: list[str]) -> list[str]:
     changed = []
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
-        if key != "resume" and not key.startswith("hydra.") and value(cfg, key) != value(old, key):
+        if key in ("resume", "output_dir") or key.startswith("hydra."):  # output_dir: how DDP ranks > 0 relaunch
+            continue
+        # A group with a global package (debug=, experiment=) has no key of its own: it changes the config's
+        # other keys, so the saved config cannot hold what it asks for.
+        global_group = (conf_dir() / key).is_dir() and value(cfg, key) is None and value(old, key) is None
+        if global_group or value(cfg, key) != value(old, key):
             changed.append(override)
     return changed
 

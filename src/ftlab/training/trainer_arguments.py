@@ -79,7 +79,7 @@ def choice(*choices: Any) -> Rule:
 def only(value: Any, why: str) -> Rule:
     """Refused unless it keeps ``value`` (or null, Lightning's default): ``why`` says what ftlab needs it for."""
     def rule(given: Any) -> str | None:
-        if given is None or (given == value and isinstance(given, bool) == isinstance(value, bool)):  # 1 is not true
+        if given is None or given == value:  # False == 0: fast_dev_run=false and =0 are the same
             return None
         return f"{why}; valid: {_yaml(value)} (or absent)"
     return rule
@@ -93,8 +93,11 @@ def passed(why: str) -> Rule:
     return rule
 
 
+TIME_UNITS = ("weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds")  # timedelta's
+
+
 def max_time(value: Any) -> str | None:
-    """Lightning's time limit: null, ``"DD:HH:MM:SS"`` or a mapping of days/hours/minutes/seconds."""
+    """Lightning's time limit: null, ``"DD:HH:MM:SS"`` or a mapping of ``timedelta`` units."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -102,9 +105,18 @@ def max_time(value: Any) -> str | None:
         if len(parts) == 4 and all(p.isdigit() for p in parts):
             return None
     elif hasattr(value, "items") and value and all(
-            k in ("days", "hours", "minutes", "seconds") and _is_number(v) and v >= 0 for k, v in value.items()):
+            k in TIME_UNITS and _is_number(v) and v >= 0 for k, v in value.items()):
         return None
-    return "must be null, \"DD:HH:MM:SS\" or a mapping of days/hours/minutes/seconds >= 0"
+    return f"must be null, \"DD:HH:MM:SS\" or a mapping of {'/'.join(TIME_UNITS)} >= 0"
+
+
+def profiler(value: Any) -> str | None:
+    """A Lightning profiler by name, or a ``_target_`` spec Hydra instantiates (a Profiler class)."""
+    if value is None or (isinstance(value, str) and value.lower() in ("simple", "advanced", "pytorch", "xla")):
+        return None
+    if hasattr(value, "get") and isinstance(value.get("_target_"), str):
+        return None
+    return "valid: null, simple, advanced, pytorch, xla, or a _target_ spec of a lightning.pytorch.profilers class"
 
 
 BOOL = choice(True, False)
@@ -146,9 +158,9 @@ TRAINER_ARGUMENTS: dict[str, Rule] = {
     "deterministic": choice(True, False, "warn", None),
     "benchmark": choice(True, False, None),
     "inference_mode": BOOL,
-    "use_distributed_sampler": only(True, "without it every process trains and tests on all the data, so steps and "
-                                          "test metrics count each example once per device"),
-    "profiler": choice(None, "simple", "advanced", "pytorch"),
+    "use_distributed_sampler": passed("ftlab's loaders shard by rank themselves (data/samplers.py: distributed "
+                                      "samplers Lightning keeps), so either value splits the data the same way"),
+    "profiler": profiler,
     "detect_anomaly": BOOL,
     "barebones": only(False, "it turns off logging, checkpoints and the progress bar, which a job's result needs"),
     "plugins": passed("instantiated by Hydra from _target_ specs; Lightning checks each plugin's type"),

@@ -19,15 +19,17 @@ def validation_interval(trainer_cfg, curve_points: int | None) -> float | None:
     return 1 / math.ceil(curve_points / epochs)
 
 
-def check_interval_fits(trainer_cfg, loader_batches: int | None) -> None:
+def check_interval_fits(trainer_cfg, loader_batches: int | None, processes: int = 1) -> None:
     """A whole-batch ``val_check_interval`` must fall inside the epoch (Lightning refuses it mid-fit otherwise) unless
     ``check_val_every_n_epoch`` is null, when it counts batches across epochs. ``loader_batches``: the training
-    dataloader's length, before ``limit_train_batches`` (None for a stream of unknown length: not checked)."""
+    dataloader's length in one process, before ``limit_train_batches`` (None for a stream of unknown length: not
+    checked); ``processes``: devices x nodes, among which each epoch's batches are split."""
     every = trainer_cfg.get("val_check_interval")
     if (loader_batches is None or not isinstance(every, int) or isinstance(every, bool)
             or trainer_cfg.get("check_val_every_n_epoch", 1) is None):  # 1: Lightning's default
         return
     limit = trainer_cfg.get("limit_train_batches")
+    loader_batches = math.ceil(loader_batches / processes)
     batches = (loader_batches if limit is None else min(loader_batches, limit) if isinstance(limit, int)
                else int(loader_batches * limit))
     if every > batches:
