@@ -81,7 +81,8 @@ def small_disk(tmp_path):
 def test_full_disk_while_checkpointing_fails_clearly_and_keeps_the_previous_checkpoint(
         tiny_model_dir, tiny_csv, tmp_path, small_disk):
     probe = tmp_path / "probe"
-    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, probe, *RUN, "callbacks.model_checkpoint=null")))
+    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, probe, *RUN, "callbacks.model_checkpoint=null",
+                                 "keep_checkpoints=all")))  # the probe's last.ckpt is its size
     size = (probe / "checkpoints" / "last.ckpt").stat().st_size
     # Room for one full checkpoint and the small plan, not for a second copy written beside it.
     disk = small_disk(size * 3 // 2)
