@@ -6,25 +6,41 @@ import hydra
 from omegaconf import DictConfig
 
 import ftlab  # noqa: F401  (light: registers the config's resolvers, e.g. monitor_mode derived from monitor)
+from ftlab.core.checks import FtlabError
+from ftlab.training.console import route_library_output
+from ftlab.training.resumed_job import resume_config
+from ftlab.validate import validate_settings
+
+
+def in_a_multirun() -> bool:
+    """Whether this job is one of a sweep (``-m``): one bad job must not stop the sweep, so its error is raised for
+    Hydra to record (the report lists it) instead of ending the process."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
-    # Imported here so `--help` and `--cfg job` stay fast (lightning/transformers import in seconds).
-    from ftlab.core.checks import FtlabError
-    from ftlab.train import train
-    from ftlab.training.console import route_library_output
+    try:
+        job = resume_config(cfg)
+        validate_settings(job)  # a wrong setting is reported before the imports below, which take seconds
+    except FtlabError as err:
+        if in_a_multirun():
+            raise
+        sys.exit(f"ftlab: {err}")
+    # Imported here so that `--help`, `--cfg job` and a wrong setting stay fast (lightning/transformers import in
+    # seconds).
+    from ftlab.train import train_checked
     from ftlab.training.resume import TrainingInterrupted
 
     route_library_output()
     try:
-        metrics = train(cfg)
+        metrics = train_checked(job)
     except FtlabError as err:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # one bad job must not stop the sweep: Hydra records it and the report lists it
+        if in_a_multirun():
+            raise
         sys.exit(f"ftlab: {err}")
     except TrainingInterrupted as err:
         sys.exit(f"ftlab: interrupted: {err}\ncontinue with: python run.py resume={cfg.output_dir}")

@@ -21,7 +21,7 @@ from ftlab.core.checks import ConfigError
 from ftlab.deploy.predict import main as predict_main
 from ftlab.deploy.release import main as onnx_main
 from ftlab.sweeps.report import main as report_main
-from ftlab.training.resume import resume_config
+from ftlab.training.resumed_job import resume_config
 from tests.helpers import compose, tiny_overrides
 
 MODEL_HELP = "job directory (with model/) or an exported model directory"
@@ -589,7 +589,7 @@ def test_resume_resolves_nothing_that_calls_code(saved_config, tmp_path):
 
 def test_resume_with_a_changed_setting_is_refused_naming_it(saved_config, tiny_model_dir, tiny_csv, tmp_path,
                                                             monkeypatch):
-    import ftlab.training.resume as resume
+    import ftlab.training.resumed_job as resume
 
     job = fake_job(tmp_path / "job", saved_config)
     again = ["lr=2e-4", f"seed={saved_config['seed']}", "strategy=full"]  # the saved values: nothing is ignored

@@ -76,11 +76,17 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
 
 
 def test_config_errors_exit_non_zero_with_one_message(tiny_model_dir, tiny_csv, tmp_path):
+    # The settings' problems all at once (the first round, before torch loads)...
     proc = run_cli(*tiny_overrides(tiny_model_dir, tiny_csv, tmp_path), "strategy=partial",
-                   "strategy.trainable_layers=7", "batch_size=-2")
+                   "strategy.trainable_layers=7", "batch_size=-2", "lr=0")
     assert proc.returncode == 1
     assert "ftlab: 2 problem(s) in the config:" in proc.stderr
-    assert "batch_size=-2: must be a positive int" in proc.stderr
+    assert "batch_size=-2: must be a positive int" in proc.stderr and "lr=0: must be a positive float" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # ... then, once they are fixed, what needs the model's architecture (the second round).
+    proc = run_cli(*tiny_overrides(tiny_model_dir, tiny_csv, tmp_path), "strategy=partial",
+                   "strategy.trainable_layers=7")
+    assert proc.returncode == 1
     assert "strategy.trainable_layers=7: the model has only 2 layers; valid: -2..2" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "metrics.json").exists()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from ftlab.validate import ConfigError, validate_config
-from tests.helpers import CONF_DIR, compose, tiny_overrides
+from tests.helpers import CONF_DIR, ROOT, compose, tiny_overrides
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
 
@@ -141,10 +145,11 @@ def test_all_problems_reported_at_once(tiny_model_dir, tiny_csv, tmp_path):
 
 def test_strategy_errors_found_before_loading_weights(tiny_model_dir, tiny_csv, tmp_path):
     base = tiny_overrides(tiny_model_dir, tiny_csv, tmp_path)
+    # The settings first: the model's architecture is built (and the strategy checked on it) once they are sound.
     assert problems(base + ["strategy=pattern", "strategy.train=[classifer]", "lr=0"]) == [
-        "lr=0: must be a positive float",
-        "strategy.train: 'classifer' matches no parameter; closest names: classifier.bias, classifier.weight",
-    ]
+        "lr=0: must be a positive float"]
+    assert problems(base + ["strategy=pattern", "strategy.train=[classifer]"]) == [
+        "strategy.train: 'classifer' matches no parameter; closest names: classifier.bias, classifier.weight"]
     found = problems(base + ["strategy=gradual_unfreezing", "strategy.unit=batch", "strategy.every=0",
                              "layer_decay=1.5"])
     assert [p.split(":")[0] for p in found] == ["strategy.every=0", "strategy.unit='batch'",
@@ -215,3 +220,31 @@ def test_validating_a_gguf_checkpoint_does_not_dequantise_it(tmp_path, monkeypat
     assert problems(["experiment=lm_bbc", "output_dir=/tmp/unused", "strategy=partial",
                      "strategy.trainable_layers=31"]) == [
         "strategy.trainable_layers=31: the model has only 30 layers; valid: -30..30 (negative: bottom |k|)"]
+
+
+HEAVY = ("lightning", "torchmetrics", "transformers", "torch", "datasets", "peft")  # seconds to import, each
+
+
+def test_validation_imports_no_training_library(tmp_path):
+    """A fresh process imports the validation and refuses a wrong setting with none of the training libraries loaded."""
+    code = ("import sys\nfrom hydra import compose, initialize_config_dir\nimport ftlab.validate as v\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:]))\n"
+            f"with initialize_config_dir(config_dir={str(CONF_DIR)!r}, version_base='1.3'):\n"
+            f"    cfg = compose(config_name='config', overrides=['lr=abc', 'output_dir={tmp_path}'])\n"
+            "try:\n    v.validate_config(cfg)\nexcept v.ConfigError as err:\n    print(err)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in sys.argv[1:]))\n")
+    out = subprocess.run([sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["[]", "lr='abc': must be a positive float", "[]"]
+
+
+def test_a_wrong_setting_is_refused_on_the_command_line_before_any_training_library_loads(tmp_path):
+    proc = subprocess.run([sys.executable, "-X", "importtime", "run.py", "lr=abc", f"hydra.run.dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
+    lines = proc.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in lines if line.startswith("import time:")}
+    assert proc.returncode == 1
+    assert [line for line in lines if not line.startswith("import time:")] == [
+        "ftlab: lr='abc': must be a positive float"]
+    assert "ftlab" in imported and not imported & set(HEAVY), sorted(imported & set(HEAVY))

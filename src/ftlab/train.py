@@ -34,17 +34,18 @@ from ftlab.training.checkpoint_retention import disk_plan, keep_policy, prune_ch
 from ftlab.training.checkpointing import SafeCheckpointIO
 from ftlab.training.distributed import is_fsdp, job_scoped_distributed, prepare_rank_relaunch
 from ftlab.training.module import FineTuneModule
-from ftlab.training.optimization import learning_rate
+from ftlab.training.optimizer_options import learning_rate
 from ftlab.training.prefix_cache import build_prefix_cache
 from ftlab.training.result_guard import check_finite, check_steps
-from ftlab.training.resume import LAST_CHECKPOINT, Resumption, last_checkpoint, resume_config
+from ftlab.training.resume import Resumption
+from ftlab.training.resumed_job import LAST_CHECKPOINT, last_checkpoint, resume_config
 from ftlab.training.validation_schedule import (
     CurvePoints,
     check_interval_fits,
     keep_patience_in_epochs,
     validation_interval,
 )
-from ftlab.validate import validate_config
+from ftlab.validate import validate_runtime, validate_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +55,17 @@ def _plain(node) -> Any:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job described by a composed config and return its final metrics.
-
-    If the job directory already holds ``checkpoints/last.ckpt`` (a requeued SLURM job, or ``resume=<job dir>``),
-    training continues from it.
-    """
+    """Run one job described by a composed config and return its final metrics; a job directory that already holds
+    ``checkpoints/last.ckpt`` (a requeued SLURM job, or ``resume=<job dir>``) continues from it."""
     cfg = resume_config(cfg)
-    validate_config(cfg)
+    validate_settings(cfg)
+    return train_checked(cfg)
+
+
+def train_checked(cfg: DictConfig) -> dict[str, Any]:
+    """``train`` for the config of the job itself (``resume_config`` applied) once ``validate_settings`` passed it:
+    ``run.py`` checks the settings before it imports this module, which takes seconds."""
+    validate_runtime(cfg)
     cfg.lr = learning_rate(cfg)  # one value everywhere, also when the user set optimizer.lr itself
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.output_dir)

@@ -1,5 +1,13 @@
-"""Validate a composed config before anything heavy loads: each owner of a setting checks it, this gathers them
-and raises once (``ConfigError``: every problem with its key, value and the valid choices)."""
+"""Validate a composed config before anything heavy loads: each owner of a setting checks it, this gathers them and
+raises once (``ConfigError``: every problem with its key, value and the valid choices), in two rounds:
+
+1. the settings (``validate_settings``): each value, against the others, the data files and the model's files. No
+   heavy library loads for these, so a wrong setting is reported in about a second;
+2. once the settings are sound, what they ask of the libraries, this machine and the model (``validate_runtime``):
+   the classes the config names (optimizer, trainer, loggers, callbacks), the devices, and the architecture on the
+   meta device, against which the strategy and ``layer_decay`` are checked. This imports PyTorch, Lightning and
+   transformers (seconds).
+"""
 
 from __future__ import annotations
 
@@ -12,22 +20,22 @@ from ftlab.core.checks import Checker, ConfigError
 from ftlab.core.extras import extra_problem
 from ftlab.core.metric_names import monitor_mode
 from ftlab.core.trainer_settings import CUDA_ONLY_PRECISIONS, PRECISIONS
-from ftlab.data.samplers import check_group_by_length
+from ftlab.data.sampler_options import check_group_by_length
 from ftlab.deploy.quantize import check_onnx_options
-from ftlab.model.loading import MODEL_OPTIONS, check_model
-from ftlab.planning.devices import check_device_memory
+from ftlab.model.architecture import MODEL_OPTIONS, check_model, check_model_files
+from ftlab.planning.device_memory import check_device_memory
 from ftlab.probes.retention_source import check_retention
 from ftlab.strategies import check_strategy
-from ftlab.sweeps.pruning import check_trial
 from ftlab.sweeps.search_space import SEARCH_OPTIONS
-from ftlab.tasks import TASKS
+from ftlab.sweeps.trial_options import check_trial
 from ftlab.tasks.readers import COMMON_DATA_OPTIONS, check_splits
+from ftlab.tasks.specs import TASK_SPECS
 from ftlab.training.checkpoint_retention import check_keep_checkpoints
-from ftlab.training.module import check_compile
-from ftlab.training.optimization import check_layer_decay, check_optimizer
-from ftlab.training.prefix_cache import check_cache_frozen
+from ftlab.training.compile_options import check_compile
+from ftlab.training.optimizer_options import check_layer_decay, check_optimizer, check_optimizer_arguments
+from ftlab.training.prefix_cache_options import check_cache_frozen
 from ftlab.training.trainer_arguments import check_trainer_arguments
-from ftlab.training.validation_schedule import check_curve_points
+from ftlab.training.validation_options import check_curve_points
 
 GROUPS = ("model", "data", "optimizer", "scheduler", "strategy", "trainer", "logger", "callbacks")
 TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_batch_size", "max_length", "monitor",
@@ -35,19 +43,33 @@ TOP_LEVEL = (*GROUPS, "task", "lr", "layer_decay", "seed", "batch_size", "eval_b
              "output_dir", "curve_points", "cache_frozen", "cache_frozen_memory", "retention", "device_memory",
              "search")  # search: options of hparams_search=optuna
 
-__all__ = ["ConfigError", "validate_config"]
+__all__ = ["ConfigError", "validate_config", "validate_runtime", "validate_settings"]
 
 
-def _check_hardware(c: Checker) -> None:
-    """Precision and accelerator must be runnable here (fp16 has no CPU kernels for training); a plan
-    (``plan_only``) describes the devices of another machine, so only the precision's name is checked for it."""
-    import torch
-
+def _check_trainer_settings(c: Checker) -> None:
+    """The trainer's processes, precision and DeepSpeed stage are valid ones (whether this machine runs them is
+    ``_check_devices``'); a plan (``plan_only``) describes the devices of another machine, so only the precision's name
+    is checked for it."""
     if c.get("trainer.num_nodes") is not None:
         c.positive("trainer.num_nodes", int)
+    c.choice("trainer.precision", (*PRECISIONS, None))
     if c.get("plan_only"):
-        c.choice("trainer.precision", (*PRECISIONS, None))
         return
+    if c.trainer.deepspeed:
+        if problem := extra_problem("deepspeed"):
+            c.fail("trainer.strategy", problem)
+        if c.trainer.deepspeed_stage == 3:
+            # ZeRO-3 shards the weights themselves; the export gathers FSDP shards only.
+            c.fail("trainer.strategy", "ZeRO stage 3 is not supported; valid choices: deepspeed_stage_1, "
+                                       "deepspeed_stage_2, or trainer=fsdp to shard the weights")
+
+
+def _check_devices(c: Checker) -> None:
+    """Precision and accelerator must be runnable here (fp16 has no CPU kernels for training); not for a plan."""
+    if c.get("plan_only"):
+        return
+    import torch  # seconds to import: only once the settings are sound
+
     accelerator = str(c.get("trainer.accelerator") or "auto")
     has_cuda = torch.cuda.is_available()
     if accelerator in ("gpu", "cuda") and not has_cuda:
@@ -58,21 +80,13 @@ def _check_hardware(c: Checker) -> None:
         here, unit = (torch.cuda.device_count(), "CUDA GPU(s)") if on_gpu else (os.cpu_count() or 1, "CPU core(s)")
         if not 1 <= int(devices) <= here:
             c.fail("trainer.devices", f"this machine has {here} {unit}; valid: 1..{here} (one process per device)")
-    if c.choice("trainer.precision", (*PRECISIONS, None)):
-        on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_cuda)
-        if on_cpu and c.trainer.precision in CUDA_ONLY_PRECISIONS:
-            c.fail("trainer.precision", "float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
-    if c.trainer.deepspeed:
-        if problem := extra_problem("deepspeed"):
-            c.fail("trainer.strategy", problem)
-        if c.trainer.deepspeed_stage == 3:
-            # ZeRO-3 shards the weights themselves; the export gathers FSDP shards only.
-            c.fail("trainer.strategy", "ZeRO stage 3 is not supported; valid choices: deepspeed_stage_1, "
-                                       "deepspeed_stage_2, or trainer=fsdp to shard the weights")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_cuda)
+    if on_cpu and c.get("trainer.precision") in CUDA_ONLY_PRECISIONS:
+        c.fail("trainer.precision", "float16 training needs a CUDA GPU; on CPU use bf16-mixed or 32-true")
 
 
 def _check_data(c: Checker) -> None:
-    task = TASKS[c.get("task")]
+    task = TASK_SPECS[c.get("task")]
     if not c.choice("data.source", task.sources):
         return
     task.check_data(c)
@@ -94,7 +108,7 @@ def _check_output_dir(c: Checker) -> None:
 
 def _check_monitor(c: Checker) -> None:
     """``monitor`` is one the task logs, and ``monitor_mode`` is the direction in which it improves."""
-    task = TASKS[c.get("task")]
+    task = TASK_SPECS[c.get("task")]
     if c.choice("monitor", tuple(task.monitors)) and c.choice("monitor_mode", ("min", "max")):
         expected = monitor_mode(c.get("monitor"))
         if c.get("monitor_mode") != expected:
@@ -104,26 +118,33 @@ def _check_monitor(c: Checker) -> None:
 
 
 def _check_keys(c: Checker) -> None:
-    """No unknown key anywhere ftlab reads: a typo or a key another choice owns is an error, never ignored."""
+    """No unknown key anywhere ftlab reads: a typo or a key another choice owns is an error, never ignored. The keys
+    of the groups that name a class (trainer, loggers, callbacks) are its arguments: ``_check_target_arguments``."""
 
     c.unknown_keys("", TOP_LEVEL, "ftlab's config")
     c.unknown_keys("model", MODEL_OPTIONS, "the model group")
     c.unknown_keys("search", SEARCH_OPTIONS, "hparams_search")
     # Any task's data keys are accepted (a data group written for one task may carry another's columns by default);
     # a key no task reads is an error.
-    data_options = {*COMMON_DATA_OPTIONS, *(k for t in TASKS.values() for k in t.data_options)}
+    data_options = {*COMMON_DATA_OPTIONS, *(k for t in TASK_SPECS.values() for k in t.data_options)}
     c.unknown_keys("data", data_options, "the data group")
-    c.target_arguments("trainer")
     check_trainer_arguments(c)
+
+
+def _check_target_arguments(c: Checker) -> None:
+    """The keys of the optimizer, trainer, logger and callback groups are arguments of the class each names (which
+    imports it: torch, Lightning)."""
+    check_optimizer_arguments(c)
+    c.target_arguments("trainer")
     for group in ("logger", "callbacks"):
         for name, spec in (c.get(group) or {}).items():
             if spec is not None:
                 c.target_arguments(f"{group}.{name}")
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` listing every problem in ``cfg`` (key, bad value, valid choices)."""
-    c = Checker(cfg)
+def _check_settings(c: Checker) -> None:
+    """The first round: every setting, against the others, the data files and the model's files, without loading
+    PyTorch, Lightning or transformers."""
     check_optimizer(c)
     for key in ("batch_size", "max_length"):
         c.positive(key, int)
@@ -132,7 +153,7 @@ def validate_config(cfg: DictConfig) -> None:
     seed = c.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         c.fail("seed", f"must be an integer in 0..{2**32 - 1} (what numpy and Lightning can seed)")
-    if c.choice("task", tuple(TASKS)):
+    if c.choice("task", tuple(TASK_SPECS)):
         _check_monitor(c)
     check_onnx_options(c)
     check_curve_points(c)
@@ -146,14 +167,53 @@ def validate_config(cfg: DictConfig) -> None:
     _check_output_dir(c)
     if c.get("trainer._target_") is None:
         c.fail("trainer._target_", "the trainer group must configure lightning.Trainer")
-    _check_hardware(c)
+    _check_trainer_settings(c)
     if c.get("export_onnx"):
         if problem := extra_problem("onnx"):
             c.fail("export_onnx", problem)
-    if c.get("task") in TASKS:
+    if c.get("task") in TASK_SPECS:
         _check_data(c)
-        model = check_model(c)
-        check_strategy(c, model)
-        check_layer_decay(c, model)
+        check_model_files(c)
+        check_strategy(c, None)  # the options alone: the architecture is built in the second round
+        check_layer_decay(c, None)
+
+
+def _check_runtime(c: Checker) -> None:
+    """The second round, for sound settings: the classes the config names, this machine's devices, and the model's
+    architecture (meta device) with the strategy and ``layer_decay`` on it."""
+    _check_target_arguments(c)
+    _check_devices(c)
+    model = check_model(c)
+    check_strategy(c, model)
+    check_layer_decay(c, model)
+
+
+def _raise_problems(c: Checker) -> None:
     if c.problems:
         raise ConfigError(c.problems)
+
+
+def validate_settings(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem with the settings of ``cfg`` (key, bad value, valid choices), found
+    without loading PyTorch, Lightning or transformers: the first round of ``validate_config``."""
+    c = Checker(cfg)
+    _check_settings(c)
+    _raise_problems(c)
+
+
+def validate_runtime(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem of a config that ``validate_settings`` passed with the classes it
+    names, this machine and the model: the second round of ``validate_config``."""
+    c = Checker(cfg)
+    _check_runtime(c)
+    _raise_problems(c)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing every problem in ``cfg`` (key, bad value, valid choices): the problems with its
+    settings, or, when they are sound, those with what they ask of the libraries, this machine and the model."""
+    c = Checker(cfg)
+    _check_settings(c)
+    if not c.problems:
+        _check_runtime(c)
+    _raise_problems(c)

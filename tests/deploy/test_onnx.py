@@ -73,7 +73,7 @@ def test_ner_predictions_through_onnx_runtime_are_ftlab_predict_rows(ner_job):
     entity aggregation included) with ONNX Runtime doing the forward pass."""
     from ftlab.deploy.predict import predict
     from ftlab.deploy.runners import OnnxModel
-    from ftlab.tasks import get_task
+    from ftlab.tasks.registry import get_task
 
     out, _ = ner_job
     texts = ["john visited new york", "mary works at unicef in paris", "li met ahmed"]

@@ -9,7 +9,7 @@ import pytest
 
 from ftlab.core.checks import ConfigError
 from ftlab.core.trainer_settings import trainer_settings
-from ftlab.model.loading import meta_model
+from ftlab.model.architecture import meta_model
 from ftlab.planning.devices import per_device
 from ftlab.train import train
 from tests.helpers import ROOT, compose

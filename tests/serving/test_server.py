@@ -326,7 +326,7 @@ def test_metrics_count_exactly_the_requests_sent_with_the_model_identity(server,
 def test_the_int8_onnx_backend_answers_as_its_model_does_and_sigterm_lets_the_request_in_flight_finish(
         job, tmp_path):
     from ftlab.deploy.runners import OnnxModel
-    from ftlab.tasks import get_task
+    from ftlab.tasks.registry import get_task
 
     # A batch waits 1.5 s for company: the request sent first is in flight when SIGTERM arrives.
     srv = Server(job, "--onnx-int8", "--max-batch-size", "4", "--batch-timeout-ms", "1500", log=tmp_path / "int8.log")

@@ -21,8 +21,8 @@ from ftlab.core.assets import resolve_path
 from ftlab.core.atomic_files import building
 from ftlab.core.checks import DataError
 from ftlab.data.samplers import ExactDistributedSampler, LengthGroupedSampler, ResumableSampler
-from ftlab.tasks import get_task
 from ftlab.tasks.readers import SPLIT_PATHS, SPLITS, is_junk
+from ftlab.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,6 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from ftlab.core.checks import Checker
-
 # Megabatches of up to this many global batches are sorted by length (Hugging Face Trainer's group_by_length value).
 MEGABATCH_BATCHES = 50
 
@@ -70,11 +68,6 @@ class LengthGroupedSampler(ResumableSampler):
         # As DistributedSampler: repeat from the start until every rank gets num_samples.
         order = (order * math.ceil(self.total_size / len(order)))[:self.total_size]
         return self._skip_seen(order[self.rank:self.total_size:self.num_replicas])
-
-
-def check_group_by_length(c: Checker) -> None:
-    """``data.group_by_length`` is a boolean."""
-    c.flag("data.group_by_length")
 
 
 class ExactDistributedSampler(DistributedSampler):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ftlab.deploy.variants import table, warning
 from ftlab.strategies import ADAPTERS
-from ftlab.tasks import get_task
+from ftlab.tasks.registry import get_task
 
 
 def reproduce_command() -> str:

@@ -28,7 +28,7 @@ from ftlab.deploy.output_paths import check_output_target
 from ftlab.deploy.predict import check_model_dir, model_task
 from ftlab.deploy.quantize import INT8_FILE
 from ftlab.deploy.runners import OnnxModel, require_onnx
-from ftlab.tasks import get_task
+from ftlab.tasks.registry import get_task
 
 MAX_ABS_DIFF = 1e-4
 # Every file an export writes into its directory (model.onnx.data: the weights torch.onnx stores beside the graph;

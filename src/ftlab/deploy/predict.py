@@ -24,7 +24,7 @@ from ftlab.core.library_bars import hide_library_bars
 from ftlab.deploy.output_paths import check_output_target
 from ftlab.deploy.trained_length import serving_max_length
 from ftlab.model.local_files import model_dir_problem
-from ftlab.tasks import TASKS, get_task
+from ftlab.tasks.registry import TASKS, get_task
 from ftlab.tasks.tables import read_table
 from ftlab.tasks.utf8 import read_text
 
@@ -126,7 +126,7 @@ def position_limit(path: Path) -> int | None:
     """The most tokens the model in ``path`` reads (its position embeddings; None: not bounded by its config)."""
     from transformers import AutoConfig
 
-    from ftlab.model.loading import max_positions
+    from ftlab.model.architecture import max_positions
 
     return max_positions(AutoConfig.from_pretrained(path, trust_remote_code=False))
 

@@ -33,8 +33,9 @@ from ftlab.deploy.onnx import (
 from ftlab.deploy.predict import read_texts
 from ftlab.deploy.quantize import INT8_FILE, file_size, quantize_int8
 from ftlab.deploy.runners import OnnxModel
-from ftlab.deploy.variants import compare, flat_metrics, table, warning
-from ftlab.tasks import get_task
+from ftlab.deploy.variant_measures import compare
+from ftlab.deploy.variants import flat_metrics, table, warning
+from ftlab.tasks.registry import get_task
 
 PARITY_TEXTS = 16  # test rows the parity check runs on
 

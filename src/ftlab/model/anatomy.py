@@ -4,8 +4,10 @@ backward stops; what strategies, the plan and the frozen-prefix cache act on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class ArchitectureError(ValueError):
@@ -43,6 +45,10 @@ def base_model(model: nn.Module) -> tuple[nn.Module, str]:
 def block_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """The stack of transformer blocks and its name: the ``nn.ModuleList`` holding the most parameters inside the
     base model."""
+    # Whoever built the model loaded torch; imported here rather than at the top, so that the config's validation,
+    # which imports this module through the strategies, checks the settings without it (seconds to import).
+    from torch import nn
+
     base, prefix = base_model(model)
     stacks = [
         (param_name(name), mod)

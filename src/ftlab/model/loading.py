@@ -1,10 +1,9 @@
-"""Load checkpoints and tokenizers (a task's head on top), and check ``model.*`` before any weights load."""
+"""Load checkpoints and tokenizers (a task's head on top); what is known before any weights load (the ``model``
+options, their checks, the meta-device architecture) is ``architecture.py``."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,10 @@ from torch import nn
 
 from ftlab.core.assets import resolve_path
 from ftlab.core.atomic_files import building
-from ftlab.core.checks import Checker, ConfigError, FtlabError
+from ftlab.core.checks import ConfigError, FtlabError
 from ftlab.model.anatomy import find_parts
-from ftlab.model.local_files import model_dir_problem
-from ftlab.tasks import get_task
+from ftlab.model.architecture import dequantized_path, gguf_cache_dir
+from ftlab.tasks.registry import get_task
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +25,7 @@ def checkpoint_dir(model_cfg: dict[str, Any]) -> str:
     path = resolve_path(model_cfg["pretrained_model_name_or_path"])
     if not model_cfg.get("gguf_file"):
         return path
-    return dequantized_gguf(path, model_cfg["gguf_file"], _cache_dir(model_cfg))
-
-
-def _cache_dir(model_cfg: dict[str, Any]) -> str:
-    return os.path.expanduser(model_cfg.get("cache_dir") or os.environ.get("FTLAB_CACHE", "~/.cache/ftlab"))
-
-
-def _dequantized_path(source: Path, cache_dir: str) -> Path:
-    """Where the fp32 copy of a GGUF file lives, keyed by the file's path, size and mtime."""
-    stat = source.stat()
-    key = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
-    return Path(cache_dir) / "models" / f"{source.stem}-{key}"
+    return dequantized_gguf(path, model_cfg["gguf_file"], gguf_cache_dir(model_cfg))
 
 
 def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
@@ -49,7 +37,7 @@ def dequantized_gguf(directory: str, gguf_file: str, cache_dir: str) -> str:
     source = Path(directory) / gguf_file
     if not source.is_file():
         raise FileNotFoundError(f"no GGUF file {source}")
-    target = _dequantized_path(source, cache_dir)
+    target = dequantized_path(source, cache_dir)
     if (target / "config.json").exists():
         return str(target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -78,52 +66,6 @@ def load_tokenizer(model_cfg: dict[str, Any], task: str = "text_classification")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
-
-
-MODEL_OPTIONS = ("pretrained_model_name_or_path", "revision", "gguf_file", "cache_dir", "gradient_checkpointing",
-                 "compile")
-# RoBERTa-style position ids start after the padding index: max_position_embeddings - (pad_token_id + 1) are usable.
-PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl")
-
-
-def max_positions(config) -> int | None:
-    """The longest input the model's position embeddings allow (None: not bounded by the config, e.g. ALiBi)."""
-    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if n and getattr(config, "model_type", "") in PADDING_OFFSET_POSITIONS:
-        n -= (config.pad_token_id or 0) + 1
-    return n
-
-
-def check_model(c: Checker) -> nn.Module | None:
-    """Record problems with ``model.*`` and ``max_length``; return the architecture on the meta device (no weights)
-    so that strategies can be checked against real parameter names, or None."""
-    key = "model.pretrained_model_name_or_path"
-    uri = c.get(key)
-    if uri is None:
-        c.fail(key, "required: a local checkpoint directory or a Hugging Face hub name")
-        return None
-    try:
-        path = resolve_path(str(uri))
-    except FileNotFoundError as err:
-        c.fail(key, str(err))
-        return None
-    gguf = c.get("model.gguf_file")
-    if gguf is not None and not Path(path, str(gguf)).is_file():
-        c.fail("model.gguf_file", f"no such file in {path}")
-        return None
-    if gguf is None and (os.path.isabs(path) or path.startswith(".") or Path(path).is_dir()):
-        if problem := model_dir_problem(Path(path), config_alone=bool(c.get("plan_only"))):
-            c.fail(key, problem)
-            return None
-    try:
-        model = meta_model(c.plain("model"), task=c.get("task"))
-    except Exception as err:  # hub names that cannot be reached, unknown architectures, broken configs
-        c.fail(key, f"cannot load its config: {type(err).__name__}: {str(err).splitlines()[0]}")
-        return None
-    limit = max_positions(model.config)
-    if limit and isinstance(c.get("max_length"), int) and c.get("max_length") > limit:
-        c.fail("max_length", f"the model has {limit} positions; valid: 1..{limit}")
-    return model
 
 
 def check_max_length(tokenizer, max_length: int) -> None:
@@ -191,22 +133,3 @@ def loading_problem(model: nn.Module, info: dict[str, Any]) -> str | None:
         log.warning("fresh %s: the checkpoint's has shape %s, this task needs %s", head[0],
                     list(mismatched[head[0]][0]), list(mismatched[head[0]][1]))
     return None
-
-
-def meta_model(model_cfg: dict[str, Any], num_labels: int = 2, task: str = "text_classification") -> nn.Module:
-    """The model's architecture on the meta device: parameter names and shapes without loading weights.
-
-    A GGUF checkpoint is not dequantised for this: its config comes from the GGUF metadata (or the cached copy).
-    """
-    from transformers import AutoConfig
-
-    path = resolve_path(model_cfg["pretrained_model_name_or_path"])
-    kwargs: dict[str, Any] = {}
-    gguf = model_cfg.get("gguf_file")
-    if gguf:
-        cached = _dequantized_path(Path(path, gguf), _cache_dir(model_cfg))
-        path, kwargs = (str(cached), {}) if (cached / "config.json").exists() else (path, {"gguf_file": gguf})
-    config = AutoConfig.from_pretrained(path, revision=model_cfg.get("revision"), trust_remote_code=False,
-                                        num_labels=num_labels, **kwargs)
-    with torch.device("meta"):
-        return get_task(task).model_class().from_config(config, trust_remote_code=False)

@@ -44,7 +44,9 @@ def weights_problem(path: Path) -> str | None:
         from safetensors import safe_open
 
         try:
-            with safe_open(str(path), "pt"):  # reads and validates the header only
+            # Reads and validates the header only; numpy's reader checks it as PyTorch's does, without importing torch
+            # (seconds), which the config's first round of checks never needs.
+            with safe_open(str(path), "numpy"):
                 pass
         except Exception as err:  # safetensors' own SafetensorError, OSError
             return f"{path.name} is truncated or corrupt ({' '.join(str(err).split())})"

@@ -11,7 +11,7 @@ from torch import nn
 
 from ftlab.core.trainer_settings import TrainerSettings, trainer_settings
 from ftlab.model.anatomy import ArchitectureError, find_parts, lowest_backward_block
-from ftlab.model.loading import meta_model
+from ftlab.model.architecture import meta_model
 from ftlab.strategies import Selection, apply_strategy
 
 # Optimizer state tensors kept per trainable parameter.

@@ -27,17 +27,6 @@ OVERHEAD_BYTES = 1 * GiB  # CUDA context, kernels, allocator slack
 LABELS = {"ddp": "DDP", "zero1": "ZeRO-1", "zero2": "ZeRO-2", "zero3": "FSDP/ZeRO-3"}
 
 
-def check_device_memory(c) -> None:
-    """``device_memory`` (one device's memory, for the fits table) is a memory size such as 80GB."""
-    import argparse
-
-
-    try:
-        memory_mib(str(c.get("device_memory")))
-    except argparse.ArgumentTypeError as err:
-        c.fail("device_memory", str(err))
-
-
 def per_device(plan: dict[str, Any], devices: int, sharding: str, mixed: bool) -> dict[str, int]:
     """Bytes on each device: weights, gradients, optimizer state, gathered units, autocast copies, activations,
     overhead, and their total."""

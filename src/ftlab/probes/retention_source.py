@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ftlab.core.assets import resolve_path
 from ftlab.core.checks import Checker, DataError
-from ftlab.tasks.lm import TEXT_SUFFIXES
+from ftlab.tasks.specs import TEXT_SUFFIXES
 from ftlab.tasks.tables import TABULAR_SUFFIXES, read_table
 from ftlab.tasks.utf8 import read_text
 

@@ -23,7 +23,7 @@ def load_predictor(model_dir: Path, onnx_file: Path | None, max_length: int, max
     # Local: this module is imported by the server before it forks the inference process, which alone needs torch.
     from ftlab.deploy.predict import model_task
     from ftlab.deploy.runners import OnnxModel
-    from ftlab.tasks import get_task
+    from ftlab.tasks.registry import get_task
 
     # Threads that spin between batches starve the HTTP process on a small machine (server.py has the numbers).
     forward = OnnxModel(onnx_file, spinning=False) if onnx_file is not None else None

@@ -91,7 +91,7 @@ def check(args) -> dict:
     _check_port(args.host, args.port)
     from transformers import AutoConfig
 
-    from ftlab.model.loading import max_positions
+    from ftlab.model.architecture import max_positions
 
     # A longer input than the model's position embeddings would fail inside the model (a 500 per request).
     limit = max_positions(AutoConfig.from_pretrained(model_dir, trust_remote_code=False)) or DEFAULT_MAX_LENGTH

@@ -8,10 +8,9 @@ distributed wrapper and before the optimizer is built.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
-from torch import nn
 
 from ftlab.core.checks import Checker
 from ftlab.model.anatomy import ArchitectureError, find_parts
@@ -20,6 +19,9 @@ from ftlab.strategies.base import Selection, Strategy, StrategyError
 from ftlab.strategies.freezing import BitFit, Full, GradualUnfreezing, HeadOnly, Partial, Pattern
 from ftlab.strategies.ia3 import IA3
 from ftlab.strategies.lora import LoRA
+
+if TYPE_CHECKING:
+    from torch import nn  # a model is passed in: its caller loaded torch
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Full(), Partial(), HeadOnly(), BitFit(), Pattern(),
                                                        GradualUnfreezing(), LoRA(), IA3())}

@@ -10,13 +10,14 @@ head trains fully through PEFT's ``modules_to_save``; the base weights stay froz
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ftlab.core.checks import Checker
 from ftlab.model.anatomy import ArchitectureError, block_stack, find_parts
 from ftlab.strategies.base import Selection, Strategy
+
+if TYPE_CHECKING:
+    from torch import nn  # a model is passed in: its caller loaded torch
 
 # transformers class name suffix -> PEFT task type (it decides which head PEFT also trains, and how it is saved).
 PEFT_TASK_TYPES = {"ForSequenceClassification": "SEQ_CLS", "ForTokenClassification": "TOKEN_CLS",
@@ -24,6 +25,8 @@ PEFT_TASK_TYPES = {"ForSequenceClassification": "SEQ_CLS", "ForTokenClassificati
 
 
 def _is_linear(module: nn.Module) -> bool:
+    # Loaded by whoever built the module; at the top they would cost the settings checks seconds.
+    from torch import nn
     from transformers.pytorch_utils import Conv1D  # GPT-2's transposed linear layer
 
     return isinstance(module, (nn.Linear, Conv1D))

@@ -7,11 +7,12 @@ Freezing strategies only choose among the model's own parameters; adapter strate
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ftlab.core.checks import Checker
+
+if TYPE_CHECKING:
+    from torch import nn  # a model is passed in: its caller loaded torch
 
 
 class StrategyError(ValueError):

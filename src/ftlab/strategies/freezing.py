@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
-from torch import nn
 
 from ftlab.core.checks import Checker
 from ftlab.model.anatomy import find_parts
 from ftlab.strategies.base import Selection, Strategy, StrategyError
+
+if TYPE_CHECKING:
+    from torch import nn  # a model is passed in: its caller loaded torch
 
 
 def _is_int(value: Any) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ftlab.core.checks import Checker
 from ftlab.strategies.adapters import Adapter, module_regex, peft_task_type, transposed
+
+if TYPE_CHECKING:
+    from torch import nn  # a model is passed in: its caller loaded torch
 
 # IA3 scales keys, values and the input of the feed-forward output layer. PEFT's own per-architecture table covers
 # most models; these fill in the architectures it lacks among those ftlab is tested on.

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ftlab.core.checks import Checker
 from ftlab.core.extras import extra_problem
 from ftlab.strategies.adapters import Adapter, block_linears, module_regex, peft_task_type, transposed
+
+if TYPE_CHECKING:
+    from torch import nn  # a model is passed in: its caller loaded torch
 
 
 class LoRA(Adapter):

@@ -16,25 +16,12 @@ from typing import Any
 
 import lightning as L
 
-from ftlab.core.checks import Checker, ConfigError
+from ftlab.core.checks import ConfigError
 from ftlab.core.saved_config import dotted, subclass_of, walk
 
 log = logging.getLogger(__name__)
 
 PRUNED_FILE = "pruned.json"
-TRIAL_KEYS = ("storage", "study", "trial")
-
-
-def check_trial(c: Checker) -> None:
-    """``search.storage``, ``search.study`` and ``search.trial`` come together (the search sets all three)."""
-    given = [k for k in TRIAL_KEYS if c.get(f"search.{k}") is not None]
-    if given and len(given) != len(TRIAL_KEYS):
-        missing = [f"search.{k}" for k in TRIAL_KEYS if k not in given]
-        c.fail(f"search.{given[0]}", f"a search trial needs search.storage, search.study and search.trial together; "
-                                     f"missing: {', '.join(missing)}")
-    trial = c.get("search.trial")
-    if trial is not None and (not isinstance(trial, int) or isinstance(trial, bool) or trial < 0):
-        c.fail("search.trial", "must be the trial's number (an integer >= 0)")
 
 
 def build_pruner(spec: Any, where: str):

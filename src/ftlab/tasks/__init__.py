@@ -1,20 +1,5 @@
-"""The tasks ftlab fine-tunes for. Each is a ``Task`` object (``base.py``); this registry is the one list of them."""
+"""The tasks ftlab fine-tunes for: each task's spec (``specs.py``, what the config's validation reads without loading
+any library) and its ``Task`` object (``base.py``, one file per task), listed in ``registry.py``.
 
-from __future__ import annotations
-
-from ftlab.tasks.base import Task
-from ftlab.tasks.classification import TextClassification
-from ftlab.tasks.lm import CausalLM
-from ftlab.tasks.ner import TokenClassification
-
-TASKS: dict[str, Task] = {task.name: task for task in (TextClassification(), TokenClassification(), CausalLM())}
-
-
-def get_task(name: str) -> Task:
-    """The task called ``name``; a clear error listing the valid names otherwise."""
-    if name not in TASKS:
-        raise ValueError(f"task={name!r}; valid choices: {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-__all__ = ["TASKS", "Task", "get_task"]
+Nothing is imported here, so that the light modules of this package load without the heavy ones.
+"""

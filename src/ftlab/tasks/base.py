@@ -1,8 +1,10 @@
 """The ``Task`` interface: everything that differs between tasks, in one object per task.
 
 The rest of ftlab (data module, LightningModule, strategies, sweeps, report, export, predict, model card) is one code
-path that asks the job's task object. A new task is one file with a ``Task`` subclass plus one line in
-``ftlab.tasks.TASKS``; the README's "Adding a task" lists what it must provide.
+path that asks the job's task object. A task is its ``TaskSpec`` (``specs.py``: what it is and which settings it
+accepts, read by the config's validation without loading any library) plus a ``Task`` subclass in a file of its own,
+with one line in ``ftlab.tasks.specs.TASK_SPECS`` and one in ``ftlab.tasks.registry.TASKS``; the README's "Adding a
+task" lists what it must provide.
 """
 
 from __future__ import annotations
@@ -13,41 +15,16 @@ from typing import Any
 
 import torch
 
-from ftlab.core.checks import Checker
 from ftlab.tasks.readers import IGNORE_INDEX
+from ftlab.tasks.specs import TaskSpec
 
 
-class Task:
-    """A fine-tuning task. Subclasses set the class attributes and implement ``prepare``, ``collator`` and
-    ``check_data``; the other methods have defaults that suit a task without labels or extra details."""
-
-    name: str
-    auto_class: str  # transformers Auto class that adds the task's head, e.g. AutoModelForTokenClassification
-    pipeline_tag: str  # what ``transformers.pipeline`` loads the exported model as
-    pipeline_kwargs: dict[str, Any] = {}  # how the pipeline reads the model's outputs back
-    monitors: tuple[str, ...]  # valid values of the top-level ``monitor`` key
-    has_labels: bool  # label names come from the data (classes, BIO tags)
-    sources: tuple[str, ...]  # valid values of ``data.source``
-    data_options: tuple[str, ...] = ()  # the task's keys under ``data.`` beyond readers.COMMON_DATA_OPTIONS
-    split_description: str  # how the splits were made, for the model card
-    tokenizer_kwargs: dict[str, Any] = {}  # extra arguments for AutoTokenizer.from_pretrained
-
-    @property
-    def architecture_suffix(self) -> str:
-        """What a saved model's architecture name ends with, e.g. ``ForTokenClassification``."""
-        return self.auto_class.removeprefix("AutoModel")
-
-    def model_class(self):
-        """The ``transformers`` Auto class, e.g. ``AutoModelForTokenClassification``."""
-        import transformers
-
-        return getattr(transformers, self.auto_class)
+class Task(TaskSpec):
+    """A fine-tuning task: its spec (``specs.py``), and the data pipeline, metrics and predictions. Subclasses derive
+    from their spec too and implement ``prepare`` and ``collator``; the other methods have defaults that suit a task
+    without labels or extra details."""
 
     # -- data ----------------------------------------------------------------------------------------------
-    def check_data(self, c: Checker) -> None:
-        """Record problems with ``data.*`` (source, files, columns) that show before anything heavy loads."""
-        raise NotImplementedError
-
     def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir: Path | None = None):
         """Tokenised ``datasets.DatasetDict`` (train / validation / test) and the label names (``[]`` if none).
 

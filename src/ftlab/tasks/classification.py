@@ -18,54 +18,11 @@ from torchmetrics.classification import (
     MulticlassROC,
 )
 
-from ftlab.core.assets import resolve_path
-from ftlab.core.checks import Checker, DataError
 from ftlab.tasks.base import Task, swap_forward
 from ftlab.tasks.labelled_splits import clean_and_split
-from ftlab.tasks.labelled_texts import class_folders, source_chunks, typed_labels
-from ftlab.tasks.readers import SPLIT_PATHS, check_columns, sample_limit
-from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
-
-
-def label_count(c: Checker) -> int | None:
-    """Check that the data files exist and have the configured columns; return the number of classes."""
-    source = c.get("data.source")
-    if source == "hub":
-        return None  # needs the network; checked when loading
-    if c.get("data.path") is None:
-        c.fail("data.path", "required: the training data file or folder")
-        return None
-    path = resolve_path(str(c.get("data.path")))
-    if not Path(path).exists():
-        c.fail("data.path", f"no such file or directory: {path}")
-        return None
-    if source == "folder":
-        try:
-            return len(class_folders(path))
-        except DataError as err:
-            c.problems.append(f"data.path: {err}")
-            return None
-    classes: set = set()
-    for key in (f"data.{name}" for _, name in SPLIT_PATHS):
-        value = c.get(key)
-        if value is None:
-            continue
-        file = resolve_path(str(value))
-        if not Path(file).is_file():
-            c.fail(key, f"no such file: {file}")
-            continue
-        if Path(file).suffix.lower() not in TABULAR_SUFFIXES:
-            c.fail(key, f"unsupported file type; valid suffixes: {', '.join(TABULAR_SUFFIXES)}")
-            continue
-        try:
-            columns, labels = scan_table(file, c.get("data.encoding_errors") or "strict", c.get("data.label_column"),
-                                         c.get("data.cache_dir"))
-            classes |= set(typed_labels(set(labels), file).values())  # as training reads them: 1 and 1.0 are one class
-        except DataError as err:
-            c.problems.append(f"{key}: {err}")
-            continue
-        check_columns(c, columns, file, ("data.text_column", "data.label_column"))
-    return len(classes) if classes else None
+from ftlab.tasks.labelled_texts import source_chunks
+from ftlab.tasks.readers import sample_limit
+from ftlab.tasks.specs import TextClassificationSpec
 
 
 def _confusion_table(confusion: dict[str, Any]) -> str:
@@ -79,22 +36,8 @@ def _confusion_table(confusion: dict[str, Any]) -> str:
 CURVE_THRESHOLDS = 200
 
 
-class TextClassification(Task):
+class TextClassification(TextClassificationSpec, Task):
     """One label per text: sequence classification head, accuracy and macro F1 / precision / recall."""
-
-    name = "text_classification"
-    auto_class = "AutoModelForSequenceClassification"
-    pipeline_tag = "text-classification"
-    monitors = ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss")
-    has_labels = True
-    sources = ("folder", "files", "hub")
-    data_options = ("text_column", "label_column", "name", "config_name", "train_split", "val_split", "test_split")
-    split_description = "deduplicated, seeded stratified split"
-
-    def check_data(self, c: Checker) -> None:
-        n_classes = label_count(c)
-        if n_classes is not None and n_classes < 2:
-            c.fail("data.label_column", f"found {n_classes} class(es); classification needs at least 2")
 
     def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir: Path | None = None):
         """Labels become class ids of the sorted label names. With ``work_dir`` the source is streamed through Arrow

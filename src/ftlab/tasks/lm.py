@@ -10,16 +10,13 @@ from typing import Any
 import torch
 
 from ftlab.core.assets import resolve_path
-from ftlab.core.checks import Checker
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, is_junk, sample_limit, split_items
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, is_junk, sample_limit, split_items
+from ftlab.tasks.specs import TEXT_SUFFIXES, CausalLMSpec
 from ftlab.tasks.tables import read_table
 from ftlab.tasks.utf8 import read_text
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("text", "prompt_response")
-TEXT_SUFFIXES = (".txt", ".md", ".text")
 
 
 def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
@@ -133,23 +130,8 @@ def build_rows(cfg: dict[str, Any], tokenizer, docs: list, max_length: int, spli
             for ids in tokenize_documents(tokenizer, docs, max_length, cfg.get("packing", True))]
 
 
-class CausalLM(Task):
+class CausalLM(CausalLMSpec, Task):
     """Next-token prediction: token-weighted loss and perplexity; the exported model generates text."""
-
-    name = "causal_lm"
-    auto_class = "AutoModelForCausalLM"
-    pipeline_tag = "text-generation"
-    monitors = ("val/loss", "val/ppl")
-    has_labels = False
-    sources = ("folder", "files")
-    data_options = ("format", "text_column", "prompt_column", "response_column", "packing")
-    split_description = "whole documents split (seeded) before packing; sizes in max_length blocks"
-
-    def check_data(self, c: Checker) -> None:
-        if c.get("data.format") is not None:
-            c.choice("data.format", FORMATS)
-        prompt_response = c.get("data.format") == "prompt_response"
-        check_files(c, ("data.prompt_column", "data.response_column") if prompt_response else ("data.text_column",))
 
     def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir=None):
         """Tokenised training sequences per split; no label names."""

@@ -16,9 +16,10 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from ftlab.core.assets import resolve_path
-from ftlab.core.checks import Checker, DataError
+from ftlab.core.checks import DataError
 from ftlab.tasks.base import Task
-from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, check_files, sample_limit, split_items
+from ftlab.tasks.readers import IGNORE_INDEX, SPLIT_PATHS, sample_limit, split_items
+from ftlab.tasks.specs import TokenClassificationSpec
 from ftlab.tasks.tables import read_table
 from ftlab.tasks.utf8 import read_text
 
@@ -172,25 +173,8 @@ def _entity_table(scores: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-class TokenClassification(Task):
+class TokenClassification(TokenClassificationSpec, Task):
     """NER: a BIO tag per word, token classification head, entity-level precision / recall / F1."""
-
-    name = "token_classification"
-    auto_class = "AutoModelForTokenClassification"
-    pipeline_tag = "token-classification"
-    # Labels sit on each word's first sub-token (align_labels), so entities are read the same way.
-    pipeline_kwargs = {"aggregation_strategy": "first"}
-    monitors = ("val/f1", "val/precision", "val/recall", "val/acc", "val/loss")
-    has_labels = True
-    sources = ("conll", "files")
-    data_options = ("tokens_column", "tags_column")
-    split_description = "sentences, deduplicated, seeded split"
-    # Byte-level BPE tokenizers (RoBERTa, GPT-2) encode a word differently at the start of a text; pre-split words
-    # need the leading space added, or ``is_split_into_words`` refuses them.
-    tokenizer_kwargs = {"add_prefix_space": True}
-
-    def check_data(self, c: Checker) -> None:
-        check_files(c, ("data.tokens_column", "data.tags_column"))
 
     def prepare(self, cfg: dict[str, Any], tokenizer, max_length: int, seed: int, work_dir=None):
         """Sub-word labels aligned to each word's first sub-token; the tag names."""

@@ -8,27 +8,13 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric, MetricCollection
 
-from ftlab.core.checks import Checker
 from ftlab.model.anatomy import count_parameters
 from ftlab.model.loading import load_model, load_tokenizer
 from ftlab.strategies import apply_strategy, get_strategy
 from ftlab.strategies.frozen_prefix import frozen_modules
-from ftlab.tasks import get_task
+from ftlab.tasks.registry import get_task
 from ftlab.training.distributed import shard_model
 from ftlab.training.optimization import build_optimizer
-
-
-def check_compile(c: Checker) -> None:
-    """``model.compile`` is a boolean, and not (yet) combined with sharding or the frozen-prefix cache."""
-    c.flag("model.compile")
-    if c.get("model.compile") is not True:
-        return
-    if c.trainer.shards_the_model:
-        c.fail("model.compile", f"not supported with trainer.strategy={c.get('trainer.strategy')!r}; valid: "
-                                "model.compile=false, or trainer.strategy auto / ddp")
-    if c.get("cache_frozen") is True:
-        c.fail("model.compile", "not with cache_frozen=true (the cache swaps the frozen blocks' forward every step, "
-                                "which would recompile); valid: one of the two")
 
 
 class FineTuneModule(L.LightningModule):

@@ -1,5 +1,5 @@
-"""The optimizer and LR schedule of a job: parameter groups (weight decay, layer-wise LR decay, unfreezing stages),
-the scheduler, and the checks of every setting they read (``optimizer.*``, ``lr``, ``layer_decay``, ``scheduler.*``)."""
+"""The optimizer and LR schedule of a job: parameter groups (weight decay, layer-wise LR decay, unfreezing stages) and
+the scheduler; the checks of every setting they read are ``optimizer_options.py``."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ import math
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from ftlab.core.checks import Checker
-from ftlab.model.anatomy import ArchitectureError, find_parts, param_name
+from ftlab.model.anatomy import find_parts, param_name
 from ftlab.strategies import Selection
-
-SCHEDULER_OPTIONS = ("name", "warmup_ratio", "warmup_steps")
-SCHEDULERS = ("linear", "cosine", "constant_with_warmup", "constant", "cosine_with_restarts", "polynomial", "none")
 
 
 def is_norm(module: nn.Module) -> bool:
@@ -110,44 +105,3 @@ def build_optimizer(model: nn.Module, optimizer: dict[str, Any], scheduler: dict
             steps *= math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         schedule = gate_stages(schedule, [g["stage"] for g in opt.param_groups], steps)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def learning_rate(cfg) -> float:
-    """The learning rate the optimizer trains with: ``optimizer.lr`` (which the top-level ``lr`` feeds by default)."""
-    return float(cfg["optimizer"]["lr"])
-
-
-def lr_key(cfg) -> str:
-    """The key a user sets the learning rate with: ``lr`` while ``optimizer.lr`` follows it, else ``optimizer.lr``."""
-    raw = OmegaConf.to_container(cfg.optimizer, resolve=False).get("lr")
-    return "lr" if raw == "${lr}" else "optimizer.lr"
-
-
-def check_optimizer(c: Checker) -> None:
-    """``optimizer`` names an importable optimizer class and only its arguments; lr and schedule are sane."""
-    cfg = c.cfg
-    if "lr" in cfg.get("optimizer", {}):
-        c.positive(lr_key(cfg))
-    else:
-        c.fail("optimizer.lr", "required (the top-level lr feeds it: lr: ${lr})")
-    c.target_arguments("optimizer", moved={"layer_decay": "layer-wise LR decay is the top-level layer_decay"})
-    c.unknown_keys("scheduler", SCHEDULER_OPTIONS, "the scheduler")
-    c.choice("scheduler.name", SCHEDULERS)
-    if c.get("scheduler.warmup_ratio") is not None:
-        c.fraction("scheduler.warmup_ratio")
-    steps = c.get("scheduler.warmup_steps")
-    if steps is not None and not (isinstance(steps, int) and steps >= 0):
-        c.fail("scheduler.warmup_steps", "must be an integer >= 0 or null")
-
-
-def check_layer_decay(c: Checker, model: nn.Module | None) -> None:
-    """``layer_decay`` is in (0, 1] or null, and needs a model whose blocks can be found."""
-
-    if c.get("layer_decay") is None:
-        return
-    if not c.fraction("layer_decay", low_open=True) or model is None:
-        return
-    try:
-        find_parts(model)
-    except ArchitectureError as err:
-        c.fail("layer_decay", str(err))

@@ -38,12 +38,6 @@ def check_interval_fits(trainer_cfg, loader_batches: int | None, processes: int 
                            "null to count batches across epochs"])
 
 
-def check_curve_points(c) -> None:
-    """``curve_points`` is a positive integer or null."""
-    if c.get("curve_points") is not None:
-        c.positive("curve_points", int)
-
-
 def keep_patience_in_epochs(callbacks: list, per_epoch: int) -> None:
     """Early stopping counts its patience in validations: with ``per_epoch`` of them per epoch, multiply it, so that
     extra curve points never stop a job sooner (in epochs) than once-per-epoch validation would."""
