@@ -69,7 +69,8 @@ def test_card_sweep_gives_four_jobs(tiny_model_dir, tiny_csv, tmp_path):
     for r in records:
         if r.WhichOneof("record_type") == "summary":
             summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.summary.update})
-    assert summary["recommendation"].startswith("Best test/acc: **")
+    assert summary["recommendation"].startswith("Chosen on val/acc") and "\nBest on validation: **" in summary[
+        "recommendation"]
     assert summary["recommendation"].splitlines()[0] in (sweep / "summary.md").read_text()
     assert summary["report/summary/_type"] == "table-file" and summary["report/summary/nrows"] == 4
     assert summary["report/plot_pareto/_type"] == "image-file"

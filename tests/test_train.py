@@ -33,6 +33,7 @@ def test_job_learns_and_writes_metrics(job):
     assert on_disk["train_time_s"] > 0 and on_disk["train_samples_per_s"] > 0
     assert on_disk["global_step"] == 8 * 6  # 48 training examples, batch 8
     assert on_disk["data/split_sizes"] == {"train": 48, "validation": 6, "test": 6}
+    assert on_disk["data/test_examples"] == 6  # the whole test split scored
     confusion = on_disk["test/confusion_matrix"]
     assert confusion["labels"] == ["food", "sport", "tech"]
     matrix = torch.tensor(confusion["matrix"])
@@ -81,6 +82,15 @@ def test_keep_checkpoints_none_leaves_the_model_as_the_result(tiny_model_dir, ti
     assert plan["disk_bytes"]["after_success"] == plan["memory_bytes"]["weights"]  # model/ alone
     on_disk = (tmp_path / "model" / "model.safetensors").stat().st_size
     assert 0 <= on_disk - plan["memory_bytes"]["weights"] < 8192  # the estimate is the file, but for its header
+
+
+def test_a_test_metric_on_part_of_the_test_split_says_how_many_examples(tiny_model_dir, tiny_csv, tmp_path):
+    """debug=smoke scores one test batch: metrics.json and the model card say 4 of the 6 test examples."""
+    train(compose(tiny_overrides(tiny_model_dir, tiny_csv, tmp_path, "debug=smoke", "eval_batch_size=4")))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["data/test_examples"], metrics["data/split_sizes"]["test"]) == (4, 6)
+    assert ("`test/` rows were computed on 4 of the 6 test examples (trainer.limit_test_batches)."
+            in (tmp_path / "model" / "README.md").read_text())
 
 
 def wandb_run_file(out):

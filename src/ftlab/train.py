@@ -216,6 +216,7 @@ def fit_and_evaluate(cfg: DictConfig, trainer: L.Trainer, speed: SpeedMonitor, d
         "resumed_from": str(resume_from) if resume_from else None,
         "best_checkpoint": best,
         "data/split_sizes": datamodule.split_sizes,
+        "data/test_examples": module.test_examples,  # fewer than the test split under trainer.limit_test_batches
         "data/fingerprint": datamodule.data_fingerprint(),
     }
 

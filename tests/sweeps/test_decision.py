@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from ftlab.sweeps.decision import configurations, paired, pareto_front
+from ftlab.sweeps.configurations import configurations, pareto_front
+from ftlab.sweeps.paired import paired
 from ftlab.sweeps.report import build_report
 from ftlab.sweeps.report import main as report_main
 from ftlab.sweeps.sweep_dir import collect
@@ -82,21 +83,28 @@ def test_recommendation_claims_only_what_the_intervals_support(sweep, capsys):
     summary = (sweep / "summary.md").read_text()
     recommendation = [line.removeprefix("- ") for line in
                       summary.split("## Recommendation\n\n")[1].split("\n\n")[0].splitlines()]
-    assert recommendation[0] == ("Best test/acc: **lora(r=8)** (`strategy=lora`): test/acc 0.9233 ± 0.02255 over "
-                                 "3 seed(s).")
-    assert recommendation[1].startswith("No difference detected at 3 seeds between lora(r=8) and full (mean "
+    assert recommendation[0].startswith("Chosen on val/acc (each job's monitored validation metric at its best "
+                                        "checkpoint)")
+    assert recommendation[1] == ("Best on validation: **lora(r=8)** (`strategy=lora`): test/acc 0.9233 ± 0.02255 "
+                                 "over 3 seed(s) (val/acc 0.9233).")
+    assert recommendation[2].startswith("No difference detected at 3 seeds between lora(r=8) and full (mean "
                                         "difference 0.003333, 95% paired t interval [-0.04838, 0.05504], n=3); "
                                         "about 723 seeds would resolve")
+    assert recommendation[3].startswith("Probabilities from a paired bootstrap over the 3 seeds every method ran")
     # Partial (0.92, within 1 point of 0.9233) is the cheapest close one, and is not distinguishable from LoRA.
-    assert recommendation[2].startswith("Cheapest within 1 point(s) of the best: **partial** (`strategy=partial`): "
-                                        "test/acc 0.92 ± 0.01323 over 3 seed(s), in 72% of the best's train time. "
-                                        "No difference detected at 3 seeds between lora(r=8) and partial")
-    assert recommendation[3].startswith("Best within 60 s of training: **partial**")
-    assert recommendation[4] == "No configuration fits within 476.8 MiB of peak memory."
-    assert "- train time (s): head_only (0.81 at 22); partial (0.92 at 52); lora(r=8) (0.9233 at 72)" in summary
-    table = summary.split("## Against the best on shared seeds (test/acc)")[1]
-    assert "| head_only | strategy=head_only | 3 | 0.81 | 0.01 | 0.1133 | [0.06314, 0.1635] | yes |" in table
-    assert "| full | strategy=full | 3 | 0.92 | 0.015 | 0.003333 | [-0.04838, 0.05504] | no |" in table
+    assert recommendation[4].startswith("Cheapest within 1 point(s) of the best on validation: **partial** "
+                                        "(`strategy=partial`): test/acc 0.92 ± 0.01323 over 3 seed(s) (val/acc 0.92), "
+                                        "in 72% of lora(r=8)'s train time; on test/acc it is within 1 point(s) of "
+                                        "the best with probability 0.7")
+    assert "No difference detected at 3 seeds between lora(r=8) and partial" in recommendation[4]
+    assert recommendation[5].startswith("Best within 60 s of training: **partial**")
+    assert recommendation[6] == "No configuration fits within 476.8 MiB of peak memory."
+    assert ("- train time (s): head_only (val/acc 0.81, test/acc 0.81 at 22); partial (val/acc 0.92, test/acc 0.92 at "
+            "52); lora(r=8) (val/acc 0.9233, test/acc 0.9233 at 72)") in summary
+    table = summary.split("## Against the best on shared seeds (test/acc; ranked by val/acc)")[1]
+    assert ("| head_only | strategy=head_only | 3 | 0.81 | 0.81 | 0.01 | 0.1133 | [0.06314, 0.1635] | yes | 0.00 |"
+            in table)
+    assert "| full | strategy=full | 3 | 0.92 | 0.92 | 0.015 | 0.003333 | [-0.04838, 0.05504] | no |" in table
     png = (sweep / "plot_pareto.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and "![plot_pareto](plot_pareto.png)" in summary
 
@@ -122,7 +130,7 @@ def test_several_sweeps_compete_in_one_report(tmp_path):
     assert report_main([str(first), str(second), "--out", str(tmp_path / "joint"), "--no-wandb"]) == 0
     summary = (tmp_path / "joint" / "summary.md").read_text()
     # The same recommendation as the one sweep holding all four (test above), jobs named by their sweep.
-    assert "- Best test/acc: **lora(r=8)** (`sweep=adapters,strategy=lora`)" in summary
+    assert "- Best on validation: **lora(r=8)** (`sweep=adapters,strategy=lora`)" in summary
     assert "| adapters/0 | strategy=lora,seed=1 | completed |" in summary
     assert not (first / "summary.md").exists()  # the joint report goes to --out only
     with pytest.raises(SystemExit, match="several sweep directories: give --out"):

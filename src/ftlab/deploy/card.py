@@ -32,8 +32,12 @@ def model_card(cfg: dict[str, Any], metrics: dict[str, Any], command: str) -> st
     trainer = cfg["trainer"]
     options = ", ".join(f"{k}={v}" for k, v in strategy.items() if k != "name") or "no options"
     labels = task.card_labels(metrics)
-    retention = (f"\n`retention/` rows: general text that is not the fine-tuning data ({metrics['retention/source']}), "
-                 "measured on the untuned model and on this one." if "retention/source" in metrics else "")
+    scored = metrics.get("data/test_examples")
+    partial = (f"\n`test/` rows were computed on {scored} of the {sizes['test']} test examples "
+               "(trainer.limit_test_batches)." if isinstance(scored, int) and scored < sizes["test"] else "")
+    notes = partial + (f"\n`retention/` rows: general text that is not the fine-tuning data "
+                       f"({metrics.get('retention/source')}), measured on the untuned model and on this one."
+                       if "retention/source" in metrics else "")
     adapter = ("\n  The adapter alone (PEFT format) is in `../adapter/`; these weights have it merged in, so plain "
                "`transformers` loads them." if strategy["name"] in ADAPTERS else "")
     return f"""---
@@ -57,7 +61,7 @@ base_model: {cfg['model']['pretrained_model_name_or_path']}
 
 ## Results
 
-`before/` rows: the untuned checkpoint on the same test set (when the job ran with eval_before=true).{retention}
+`before/` rows: the untuned checkpoint on the same test set (when the job ran with eval_before=true).{notes}
 
 | metric | value |
 |---|---|

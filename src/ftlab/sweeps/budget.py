@@ -29,8 +29,10 @@ class Curve:
     runs: list[list[dict[str, float]]]  # each seed's points
 
 
-def curves(rows: list[dict[str, Any]], keys: list[str], monitor: str) -> list[Curve]:
-    """The budget curves of the configurations whose jobs recorded ``curve.csv`` (running jobs included)."""
+def curves(rows: list[dict[str, Any]], keys: list[str], monitor: str,
+           labels: dict[str, str] | None = None) -> list[Curve]:
+    """The budget curves of the configurations whose jobs recorded ``curve.csv`` (running jobs included), under
+    ``labels`` (configuration name -> its distinct label; else the strategy's label)."""
     groups = by_configuration(rows, keys, lambda row: row.get("curve") and all(monitor in p for p in row["curve"]))
     out = []
     for name, members in groups.items():
@@ -39,7 +41,8 @@ def curves(rows: list[dict[str, Any]], keys: list[str], monitor: str) -> list[Cu
         values = [[run[i][monitor] for run in runs] for i in range(n)]
         x = {axis: [statistics.fmean(run[i][axis] for run in runs) for i in range(n)] for axis in AXES
              if all(run[i].get(axis) is not None for run in runs for i in range(n))}
-        out.append(Curve(str(members[0].get("strategy_name") or name), name, len(runs), x,
+        label = (labels or {}).get(name) or str(members[0].get("strategy_name") or name)
+        out.append(Curve(label, name, len(runs), x,
                          [statistics.fmean(v) for v in values],
                          [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values], runs))
     return out

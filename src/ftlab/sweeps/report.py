@@ -21,8 +21,9 @@ from ftlab.core.checks import FtlabError, ToolParser, at_least, memory_mib, tool
 from ftlab.deploy.variants import int8_warnings
 from ftlab.sweeps.budget import curves, leaders
 from ftlab.sweeps.comparable import set_apart
+from ftlab.sweeps.configurations import configurations
 from ftlab.sweeps.dashboard import log_report, wandb_settings
-from ftlab.sweeps.decision import configurations, decision_section, recommend
+from ftlab.sweeps.decision import decision_section, recommend
 from ftlab.sweeps.plots import budget_plot, pareto_plot, plot, retention_plot
 from ftlab.sweeps.search_results import search_section
 from ftlab.sweeps.sweep_dir import check_sweep_dir, collect, collect_many, refused_links, unreadable
@@ -87,12 +88,12 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
     fields = ["job", "overrides", *keys, "status", *metric_cols, "reason"]
     atomic_write(sweep_dir / "summary.csv", lambda p: write_rows(p, rows, fields))
     configs = configurations(ranked, keys, metric)
-    recommendation = recommend(configs, metric, tolerance, max_time, max_memory_mb)
+    recommendation = recommend(configs, metric, monitor, tolerance, max_time, max_memory_mb)
     text = [f"# Sweep {', '.join(map(str, sweeps))}", "",
             f"{len(rows)} jobs ({', '.join(f'{n} {s}' for s, n in counts.items())}); "
             f"swept: {', '.join(keys) or '(none)'}." + (f" {apart} not ranked (see Warnings)." if apart else ""), "",
             *(["## Warnings", "", *(f"- {line}" for line in warnings), ""] if warnings else []),
-            *decision_section(configs, metric, recommendation),
+            *decision_section(configs, metric, monitor, recommendation, tolerance),
             "## Jobs", "", "best_val is the job's monitored validation metric.", "", markdown_table(rows, columns),
             *int8_warnings(rows)]
     if agg:
@@ -104,14 +105,16 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
     text += per_class_auroc(ranked, keys)
     text += search_section(sweep_dir)
-    budget_curves = curves(ranked, keys, monitor)
+    budget_curves = curves(ranked, keys, monitor, {c.name: c.label for c in configs})
     if budget_curves:
         text += ["", f"## Budget: {monitor} while training", "",
                  "Best-so-far validation value (what the best checkpoint would give if training stopped there), mean "
                  "over seeds, at fractions of the largest job's budget; `plot_budget_curves.png` shows the curves.",
                  "", *leaders(budget_curves, monitor), *leaders(budget_curves, monitor, "samples")]
-    plots = [p for p in (pareto_plot(configs, metric, sweep_dir), budget_plot(budget_curves, monitor, sweep_dir),
-                         *plot(ranked, metric, sweep_dir), retention_plot(ranked, metric, sweep_dir)) if p]
+    plots = [p for p in (pareto_plot(configs, metric, monitor, sweep_dir),
+                         budget_plot(budget_curves, monitor, sweep_dir),
+                         *plot(configs, ranked, keys, metric, monitor, sweep_dir),
+                         retention_plot(ranked, metric, sweep_dir)) if p]
     text += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     atomic_write(sweep_dir / "summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
     result = {"rows": rows, "aggregate": agg, "plots": plots, "dashboard": None, "warnings": warnings,

@@ -102,6 +102,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         for key in keys:
             row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
         row["strategy_name"] = (config.get("strategy") or {}).get("name")
+        row["seed_value"] = config.get("seed")  # what the job ran with, swept or not: jobs pair on it
         row.update(setup=setup_of(config), global_choices=global_choices(config, row, keys))
         try:
             rows.append({**row, **_results(job, config, row["strategy_name"])})
@@ -130,6 +131,7 @@ def _results(job: Path, config: dict[str, Any], strategy_name: Any) -> dict[str,
                     and isinstance(v, (int, float))})  # bools too: deploy/int8_within_tolerance
         if isinstance(metrics.get("test/auroc_per_class"), dict):
             row["auroc_per_class"] = metrics["test/auroc_per_class"]
+        row.update(_test_evidence(metrics))
     elif (job / "pruned.json").exists():  # a search trial stopped by its pruner: no test result
         pruned = read_record(job / "pruned.json")
         monitor = str(config.get("monitor", "val/acc"))
@@ -140,6 +142,26 @@ def _results(job: Path, config: dict[str, Any], strategy_name: Any) -> dict[str,
     else:
         row.update(status="running", reason="no metrics.json yet (running or interrupted)")
     return row
+
+
+def _test_evidence(metrics: dict[str, Any]) -> dict[str, Any]:
+    """How many test examples the job scored (``data/test_examples``; older jobs: the confusion matrix's total),
+    the test split's size, and the test labels' class shares (from the confusion matrix's rows)."""
+    out: dict[str, Any] = {}
+    matrix = (metrics.get("test/confusion_matrix") or {}).get("matrix") if isinstance(
+        metrics.get("test/confusion_matrix"), dict) else None
+    rows = [sum(r) for r in matrix] if isinstance(matrix, list) and all(
+        isinstance(r, list) and all(_is_number(v) for v in r) for r in matrix) else None
+    if _is_number(metrics.get("data/test_examples")):
+        out["test_examples"] = metrics["data/test_examples"]
+    elif rows:
+        out["test_examples"] = sum(rows)
+    sizes = metrics.get("data/split_sizes")
+    if isinstance(sizes, dict) and _is_number(sizes.get("test")):
+        out["test_split"] = sizes["test"]
+    if rows and sum(rows) > 0:
+        out["test_class_shares"] = [r / sum(rows) for r in rows]
+    return out
 
 
 def unreadable(rows: list[dict[str, Any]]) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
 
 from ftlab.model.anatomy import count_parameters
 from ftlab.model.loading import load_model, load_tokenizer
@@ -45,6 +45,9 @@ class FineTuneModule(L.LightningModule):
         self.prefix_cache = None  # a PrefixCache when cache_frozen=true (set by train)
         # Filled by the last test pass: the confusion matrix (classification), scores per entity type (NER).
         self.test_details: dict[str, Any] = {}
+        # Examples the last test pass scored, over all ranks: fewer than the split under trainer.limit_test_batches.
+        self.test_count = SumMetric()
+        self.test_examples: int | None = None
 
     def build_model(self, quantized: bool = True):
         """The pretrained checkpoint with the task's head under the job's strategy (wrapped if it adds an adapter),
@@ -102,8 +105,11 @@ class FineTuneModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_metrics, self.test_loss)
+        self.test_count.update(batch["labels"].shape[0])
 
     def on_test_epoch_end(self) -> None:
+        self.test_examples = int(self.test_count.compute())
+        self.test_count.reset()
         self._log_epoch("test", self.test_metrics, self.test_loss)
 
     def _log_epoch(self, prefix: str, metrics: MetricCollection | None, loss_metric: MeanMetric) -> None:
