@@ -4,7 +4,6 @@ Hydra would call every ``_target_`` in it with the config's arguments."""
 from __future__ import annotations
 
 import functools
-import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ftlab.core.checks import ConfigError
+from ftlab.core.config_tree import dotted, subclass_of, walk
 
 # Keys of a saved config whose ``_target_`` may also name a subclass of what ftlab instantiates there (a user's own
 # callback, logger, Lightning strategy or torch optimizer, as ``+callbacks.x._target_=...`` adds); every other
@@ -43,27 +43,6 @@ def conf_dir() -> Path:
     except ValueError:  # not inside @hydra.main (HydraConfig was not set)
         pass
     return Path(__file__).resolve().parents[3] / "conf"
-
-
-def walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any, Any]]:
-    """(path of the parent, key or list index, value) for every entry of every mapping and list in a nested dict /
-    list structure."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield path, key, value
-            yield from walk(value, (*path, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield path, i, value
-            yield from walk(value, (*path, i))
-
-
-def dotted(path: tuple, key: Any) -> str:
-    """``walk``'s path and key as a config key: ``callbacks.x``, ``tags[1]``."""
-    out = ""
-    for part in (*path, key):
-        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
-    return out
 
 
 def _call_end(text: str, start: int) -> int:
@@ -146,20 +125,6 @@ def _role(path: tuple) -> str | None:
     return None
 
 
-def subclass_of(target: str, base: str) -> bool:
-    """Whether ``target`` names a class that subclasses ``base``; imports its module, instantiates nothing."""
-    module, _, name = target.rpartition(".")
-    if not module or not all(part.isidentifier() for part in target.split(".")):
-        return False
-    try:
-        cls = getattr(importlib.import_module(module), name)
-        base_module, _, base_name = base.rpartition(".")
-        base_cls = getattr(importlib.import_module(base_module), base_name)
-    except Exception:  # not importable: not allowed
-        return False
-    return isinstance(cls, type) and issubclass(cls, base_cls)
-
-
 def upgrade_targets(node: Any) -> Any:
     """``node`` (plain dicts and lists, as ``OmegaConf.to_container`` gives) with every moved ``_target_`` written
     as it is named today (``MOVED_TARGETS``)."""
@@ -189,7 +154,8 @@ def load_saved_config(path: Path, where: str, output_dir: Path | None = None) ->
         raise ConfigError([f"{where}: {path} is a {type(loaded).__name__}, not a mapping of config keys; valid: the "
                            "YAML config Hydra saved for the job"])
     cfg = OmegaConf.create(upgrade_targets(OmegaConf.to_container(loaded, resolve=False)))
-    if problems := check_saved_config(OmegaConf.to_container(cfg, resolve=False), f"{where}: {path}"):
+    job = Path(path).parent.parent  # <job>/.hydra/config.yaml: no module is imported from the job directory
+    if problems := check_saved_config(OmegaConf.to_container(cfg, resolve=False), f"{where}: {path}", job):
         raise ConfigError(problems)
     if output_dir is not None:
         cfg.output_dir = str(output_dir)
@@ -198,12 +164,12 @@ def load_saved_config(path: Path, where: str, output_dir: Path | None = None) ->
     except Exception as err:  # an interpolation to a missing key, a resolver that needs a running Hydra app
         raise ConfigError([f"{where}: {path} does not resolve ({' '.join(str(err).split())[:200]}); valid: the YAML "
                            "config Hydra saved for the job"]) from None
-    if problems := check_saved_config(resolved, f"{where}: {path} (resolved)"):
+    if problems := check_saved_config(resolved, f"{where}: {path} (resolved)", job):
         raise ConfigError(problems)
     return cfg
 
 
-def check_saved_config(saved: dict, where: str) -> list[str]:
+def check_saved_config(saved: dict, where: str, untrusted: Path | None = None) -> list[str]:
     """Problems that make a saved job config unsafe to run again: a ``_target_`` that ftlab's configs never use (it
     would be called with the config's arguments: ``os.system`` and its command, say), or an option that runs code
     shipped with a checkpoint or data set, or a resolver (``${oc.create:...}``) that ftlab's configs do not use: one
@@ -213,7 +179,7 @@ def check_saved_config(saved: dict, where: str) -> list[str]:
     for path, key, value in walk(saved):
         if key == "_target_":
             base = _role(path)
-            if isinstance(value, str) and (value in allowed or (base and subclass_of(value, base))):
+            if isinstance(value, str) and (value in allowed or (base and subclass_of(value, base, untrusted))):
                 continue
             extra = f", or a subclass of {base}" if base else ""
             problems.append(f"{where} sets {dotted(path, key)}={value!r}, a target ftlab's configs do not use; "

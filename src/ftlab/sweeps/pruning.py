@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 
 from ftlab.core.checks import ConfigError
-from ftlab.core.saved_config import dotted, subclass_of, walk
+from ftlab.core.config_tree import dotted, subclass_of, walk
 
 log = logging.getLogger(__name__)
 
