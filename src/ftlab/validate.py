@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ftlab.core.checks import Checker, ConfigError
+from ftlab.core.checks import Checker, ConfigError, is_int
 from ftlab.core.extras import extra_problem
 from ftlab.core.metric_names import monitor_mode
 from ftlab.core.trainer_settings import CUDA_ONLY_PRECISIONS, PRECISIONS
@@ -151,7 +151,7 @@ def _check_settings(c: Checker) -> None:
     if c.get("eval_batch_size") is not None:
         c.positive("eval_batch_size", int)
     seed = c.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    if not is_int(seed) or not 0 <= seed < 2**32:
         c.fail("seed", f"must be an integer in 0..{2**32 - 1} (what numpy and Lightning can seed)")
     if c.choice("task", tuple(TASK_SPECS)):
         _check_monitor(c)

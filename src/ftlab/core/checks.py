@@ -85,6 +85,16 @@ def memory_mib(text: str) -> float:
     return float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()]
 
 
+def is_int(value: Any) -> bool:
+    """An integer as a config or record holds it: ``True`` is an ``int`` to Python, never to ftlab."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool: what a numeric setting or a recorded metric must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _is_number(text: str) -> bool:
     try:
         return math.isfinite(float(text))

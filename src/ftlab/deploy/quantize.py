@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, is_number
 
 QUANTIZE_CHOICES = (None, "int8")
 ONNX_OPTIONS = ("quantize", "tolerance")
@@ -29,7 +29,7 @@ def check_onnx_options(c: Checker) -> None:
         c.fail("onnx.quantize", "quantizes the exported ONNX model, so it needs export_onnx=true; valid: "
                                 "export_onnx=true onnx.quantize=int8, or onnx.quantize=null")
     tolerance = c.get("onnx.tolerance")
-    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or not tolerance >= 0:
+    if not is_number(tolerance) or not tolerance >= 0:
         c.fail("onnx.tolerance", "must be a number >= 0 (points of the task metric the int8 model may lose: "
                                  "percentage points of accuracy / F1, percent of perplexity)")
 

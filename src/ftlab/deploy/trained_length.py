@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from ftlab.core.checks import FtlabError
+from ftlab.core.checks import FtlabError, is_int
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,6 @@ def write_record(model_dir: Path, max_length: int) -> Path:
     path = Path(model_dir) / RECORD
     path.write_text(json.dumps({"max_length": max_length}, indent=2) + "\n", encoding="utf-8")
     return path
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _from_saved_config(saved: Path) -> int | None:
@@ -47,7 +43,7 @@ def _from_saved_config(saved: Path) -> int | None:
     if not isinstance(config, dict) or "max_length" not in config:
         return None  # nothing recorded: the value is taken from elsewhere, as for a job without a saved config
     value = config["max_length"]
-    if _positive_int(value):
+    if is_int(value) and value > 0:
         return value
     log.warning("%s: max_length=%r is not a positive integer (an interpolation is never resolved here); the "
                 "max_length the job trained at is taken from elsewhere", saved, value)
@@ -59,7 +55,7 @@ def _from_record(record: Path) -> int | None:
         value = json.loads(record.read_text(encoding="utf-8")).get("max_length")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return None
-    return value if _positive_int(value) else None
+    return value if is_int(value) and value > 0 else None
 
 
 def trained_max_length(model_dir: Path) -> tuple[int, Path] | None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ftlab.core.assets import resolve_path
-from ftlab.core.checks import Checker, DataError
+from ftlab.core.checks import Checker, DataError, is_int
 from ftlab.tasks.specs import TEXT_SUFFIXES
 from ftlab.tasks.tables import TABULAR_SUFFIXES, read_table
 from ftlab.tasks.utf8 import read_text
@@ -80,7 +80,7 @@ def check_retention(c: Checker) -> None:
     if source is None:
         return
     limit = c.get("retention.max_samples")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < MIN_PASSAGES):
+    if limit is not None and (not is_int(limit) or limit < MIN_PASSAGES):
         c.fail("retention.max_samples", f"must be an integer >= {MIN_PASSAGES}, or null (every passage)")
     if not isinstance(c.get("retention.text_field"), str):
         c.fail("retention.text_field", "must be a column name")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, is_int
 from ftlab.model.anatomy import ArchitectureError, block_stack, find_parts
 from ftlab.strategies.base import Selection, Strategy
 
@@ -129,7 +129,7 @@ class Adapter(Strategy):
 
     def check(self, c: Checker, model: nn.Module | None, blocks: int | None) -> None:
         layers = c.get("strategy.layers")
-        if layers is not None and (not isinstance(layers, int) or isinstance(layers, bool) or layers == 0
+        if layers is not None and (not is_int(layers) or layers == 0
                                    or (blocks is not None and abs(layers) > blocks)):
             valid = f"-{blocks}..-1 or 1..{blocks}" if blocks is not None else "a non-zero integer"
             c.fail("strategy.layers", f"adapt the top k blocks (negative: bottom |k|), or null for all; valid: {valid}")

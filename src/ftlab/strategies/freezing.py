@@ -12,16 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, is_int
 from ftlab.model.anatomy import find_parts
 from ftlab.strategies.base import Selection, Strategy, StrategyError
 
 if TYPE_CHECKING:
     from torch import nn  # a model is passed in: its caller loaded torch
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Full(Strategy):
@@ -56,7 +52,7 @@ class Partial(Strategy):
 
     def check(self, c: Checker, model: nn.Module | None, blocks: int | None) -> None:
         k = c.get("strategy.trainable_layers")
-        if not _is_int(k):
+        if not is_int(k):
             c.fail("strategy.trainable_layers", "must be an integer (negative: bottom |k| blocks)")
         elif blocks is not None and abs(k) > blocks:
             c.fail("strategy.trainable_layers",

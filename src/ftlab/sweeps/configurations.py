@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftlab.core.checks import is_number
 from ftlab.core.metric_names import lower_is_better
 from ftlab.sweeps.sweep_dir import by_configuration
 
@@ -47,30 +48,26 @@ class Config:
         return statistics.fmean(self.val.values()) if self.val else math.nan
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def configurations(rows: list[dict[str, Any]], keys: list[str], metric: str) -> list[Config]:
     """Completed jobs with ``metric``, grouped by their swept values other than ``seed``.
 
     Jobs pair on the seed they ran with (``seed_value``, recorded by every job), also when ``seed`` was not swept:
     a sweep of strategies at the default seed shares that seed across all of them. A seed that two jobs of one
     configuration share (a duplicated job) keeps both, under their job numbers."""
-    groups = by_configuration(rows, keys, lambda row: row["status"] == "completed" and _number(row.get(metric)))
+    groups = by_configuration(rows, keys, lambda row: row["status"] == "completed" and is_number(row.get(metric)))
     out = []
     for name, members in groups.items():
         seeds = [m["seed_value"] if m.get("seed_value") is not None else m.get("seed") for m in members]
         unique = None not in seeds and len(set(map(str, seeds))) == len(seeds)
         ids = seeds if unique else [f"job {m['job']}" for m in members]
         costs = {c: statistics.fmean(m[c] for m in members) for c in COSTS
-                 if all(_number(m.get(c)) for m in members)}
+                 if all(is_number(m.get(c)) for m in members)}
         lrs = {m.get("lr_value") for m in members}
         method = ",".join(part for part in name.split(",") if part.split("=", 1)[0] not in LR_KEYS) or "(all)"
         out.append(Config(
             name, "", {i: m[metric] for i, m in zip(ids, members)},
-            {i: m["best_val"] for i, m in zip(ids, members) if _number(m.get("best_val"))}, costs,
-            method=method, lr=lrs.pop() if len(lrs) == 1 and _number(next(iter(lrs), None)) else None,
+            {i: m["best_val"] for i, m in zip(ids, members) if is_number(m.get("best_val"))}, costs,
+            method=method, lr=lrs.pop() if len(lrs) == 1 and is_number(next(iter(lrs), None)) else None,
             evidence=_evidence(members)))
     _label(out, groups)
     return out
@@ -81,10 +78,10 @@ def _evidence(members: list[dict[str, Any]]) -> dict[str, Any]:
     class shares of the test labels (classification: from the confusion matrix)."""
     out: dict[str, Any] = {}
     examples = [m.get("test_examples") for m in members]
-    if all(_number(e) for e in examples):
+    if all(is_number(e) for e in examples):
         out["examples"] = int(min(examples))
     split = [m.get("test_split") for m in members]
-    if all(_number(s) for s in split):
+    if all(is_number(s) for s in split):
         out["split"] = int(max(split))
     if members[0].get("test_class_shares"):
         out["class_shares"] = members[0]["test_class_shares"]

@@ -23,7 +23,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.core.checks import ConfigError
+from ftlab.core.checks import ConfigError, is_int, is_number
 from ftlab.sweeps.pruning import build_pruner
 from ftlab.sweeps.search_results import best_line, write_results
 from ftlab.sweeps.study_continuation import TRIAL_ATTR, check_continuation, sampler, study_definition
@@ -52,7 +52,7 @@ def check_settings(objectives: Sequence[str], directions: Sequence[str], pruner:
         problems.append(f"hydra.sweeper.objectives={list(objectives)}: the pruner judges the validation points of "
                         f"monitor={monitor}, so the objective must be {monitor}")
     for key, value in (("n_trials", n_trials), ("n_jobs", n_jobs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             problems.append(f"hydra.sweeper.{key}={value!r}: must be a positive integer")
     if budget_s is not None and not (isinstance(budget_s, (int, float)) and budget_s > 0):
         problems.append(f"hydra.sweeper.budget_s={budget_s!r}: must be a positive number of seconds (or null)")
@@ -150,7 +150,7 @@ def record_result(study, trial, ret, objectives: Sequence[str]) -> None:
         return
     missing = [name for name in objectives if not isinstance(metrics.get(name), (int, float))]
     if missing:
-        numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        numeric = sorted(k for k, v in metrics.items() if is_number(v))
         raise ConfigError([f"hydra.sweeper.objectives: {', '.join(missing)} is not in the job's metrics; valid: "
                            f"{', '.join(numeric)}"])
     values = [float(metrics[name]) for name in objectives]

@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ftlab.core.checks import ConfigError
+from ftlab.core.checks import ConfigError, is_int
 from ftlab.sweeps.comparable import NOT_SETUP  # where and how fast, not what is trained on: not part of a definition
 
 log = logging.getLogger(__name__)
@@ -129,6 +129,6 @@ def sampler(spec: DictConfig | None, study):
     if spec is None:
         return None
     seed, trials = spec.get("seed"), len(study.get_trials(deepcopy=False))
-    if trials and isinstance(seed, int) and not isinstance(seed, bool):
+    if trials and is_int(seed):
         return instantiate(spec, seed=seed + trials)
     return instantiate(spec)

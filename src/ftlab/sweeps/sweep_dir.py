@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftlab.core.checks import FtlabError, existing_dir
+from ftlab.core.checks import FtlabError, existing_dir, is_number
 from ftlab.sweeps.comparable import DATA_IDENTITY, global_choices, setup_of
 from ftlab.tracking.identity import job_label, saved_yaml, swept_keys
 
@@ -122,7 +122,7 @@ def _results(job: Path, config: dict[str, Any], strategy_name: Any) -> dict[str,
         fraction = metrics.get("params/trainable_fraction")
         row.update(status="completed", reason="", monitor=monitor, best_val=metrics.get(monitor),
                    lr_value=metrics.get("lr"),  # what the optimizer trained with
-                   trainable_pct=100 * fraction if _is_number(fraction) else float("nan"),
+                   trainable_pct=100 * fraction if is_number(fraction) else float("nan"),
                    train_time_s=metrics.get("train_time_s"), samples_per_s=metrics.get("train_samples_per_s"),
                    peak_memory_mb=metrics.get("peak_memory_mb"),
                    data_seen={k: metrics[k] for k in DATA_IDENTITY if metrics.get(k) is not None})
@@ -151,13 +151,13 @@ def _test_evidence(metrics: dict[str, Any]) -> dict[str, Any]:
     matrix = (metrics.get("test/confusion_matrix") or {}).get("matrix") if isinstance(
         metrics.get("test/confusion_matrix"), dict) else None
     rows = [sum(r) for r in matrix] if isinstance(matrix, list) and all(
-        isinstance(r, list) and all(_is_number(v) for v in r) for r in matrix) else None
-    if _is_number(metrics.get("data/test_examples")):
+        isinstance(r, list) and all(is_number(v) for v in r) for r in matrix) else None
+    if is_number(metrics.get("data/test_examples")):
         out["test_examples"] = metrics["data/test_examples"]
     elif rows:
         out["test_examples"] = sum(rows)
     sizes = metrics.get("data/split_sizes")
-    if isinstance(sizes, dict) and _is_number(sizes.get("test")):
+    if isinstance(sizes, dict) and is_number(sizes.get("test")):
         out["test_split"] = sizes["test"]
     if rows and sum(rows) > 0:
         out["test_class_shares"] = [r / sum(rows) for r in rows]
@@ -173,10 +173,6 @@ def unreadable(rows: list[dict[str, Any]]) -> list[str]:
         raise FtlabError(f"every job's record is unreadable ({len(rows)} job(s)), so there is nothing to report; "
                          f"first: {rows[0]['reason']}")
     return lines
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def collect_many(sweep_dirs: list[Path]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -3,7 +3,7 @@ needs no library (the trial's pruning is ``pruning.py``)."""
 
 from __future__ import annotations
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, is_int
 
 TRIAL_KEYS = ("storage", "study", "trial")
 
@@ -16,5 +16,5 @@ def check_trial(c: Checker) -> None:
         c.fail(f"search.{given[0]}", f"a search trial needs search.storage, search.study and search.trial together; "
                                      f"missing: {', '.join(missing)}")
     trial = c.get("search.trial")
-    if trial is not None and (not isinstance(trial, int) or isinstance(trial, bool) or trial < 0):
+    if trial is not None and (not is_int(trial) or trial < 0):
         c.fail("search.trial", "must be the trial's number (an integer >= 0)")

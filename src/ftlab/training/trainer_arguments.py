@@ -9,21 +9,12 @@ One table holds them all, so the catalogue in the docs and the tests cannot drif
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, is_int, is_number
 
 Rule = Callable[[Any], str | None]  # the problem with a value ("must be ..."), or None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _yaml(value: Any) -> str:
@@ -38,7 +29,7 @@ def integer(low: int, *special: int, optional: bool = False) -> Rule:
     extra = "".join(f" or {s}" for s in special) + (" or null" if optional else "")
 
     def rule(value: Any) -> str | None:
-        if (value is None and optional) or (_is_int(value) and (value >= low or value in special)):
+        if (value is None and optional) or (is_int(value) and (value >= low or value in special)):
             return None
         return f"must be an integer >= {low}{extra}"
     return rule
@@ -46,14 +37,14 @@ def integer(low: int, *special: int, optional: bool = False) -> Rule:
 
 def batches(value: Any) -> str | None:
     """``limit_*_batches``: null (all), a count >= 1, or a fraction in (0, 1]; 0 would skip the stage."""
-    if value is None or (_is_int(value) and value >= 1) or (_is_number(value) and 0 < value <= 1):
+    if value is None or (is_int(value) and value >= 1) or (is_number(value) and 0 < value <= 1):
         return None
     return "must be null (all batches), a number of batches >= 1 or a fraction in (0, 1]"
 
 
 def interval(value: Any) -> str | None:
     """``val_check_interval``: null, every N >= 1 training batches, or a fraction of an epoch in (0, 1]."""
-    if value is None or (_is_int(value) and value >= 1) or (_is_number(value) and 0 < value <= 1):
+    if value is None or (is_int(value) and value >= 1) or (is_number(value) and 0 < value <= 1):
         return None
     return "must be null, a number of training batches >= 1, or a fraction of an epoch in (0, 1]"
 
@@ -61,7 +52,7 @@ def interval(value: Any) -> str | None:
 def number(low: float, optional: bool = True) -> Rule:
     """A finite number >= ``low`` (or null)."""
     def rule(value: Any) -> str | None:
-        if (value is None and optional) or (_is_number(value) and value >= low):
+        if (value is None and optional) or (is_number(value) and value >= low):
             return None
         return f"must be a finite number >= {low}" + (" or null" if optional else "")
     return rule
@@ -105,7 +96,7 @@ def max_time(value: Any) -> str | None:
         if len(parts) == 4 and all(p.isdigit() for p in parts):
             return None
     elif hasattr(value, "items") and value and all(
-            k in TIME_UNITS and _is_number(v) and v >= 0 for k, v in value.items()):
+            k in TIME_UNITS and is_number(v) and v >= 0 for k, v in value.items()):
         return None
     return f"must be null, \"DD:HH:MM:SS\" or a mapping of {'/'.join(TIME_UNITS)} >= 0"
 

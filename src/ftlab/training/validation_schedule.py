@@ -6,7 +6,7 @@ import math
 
 import lightning as L
 
-from ftlab.core.checks import ConfigError
+from ftlab.core.checks import ConfigError, is_int
 
 
 def validation_interval(trainer_cfg, curve_points: int | None) -> float | None:
@@ -25,7 +25,7 @@ def check_interval_fits(trainer_cfg, loader_batches: int | None, processes: int 
     dataloader's length in one process, before ``limit_train_batches`` (None for a stream of unknown length: not
     checked); ``processes``: devices x nodes, among which each epoch's batches are split."""
     every = trainer_cfg.get("val_check_interval")
-    if (loader_batches is None or not isinstance(every, int) or isinstance(every, bool)
+    if (loader_batches is None or not is_int(every)
             or trainer_cfg.get("check_val_every_n_epoch", 1) is None):  # 1: Lightning's default
         return
     limit = trainer_cfg.get("limit_train_batches")
