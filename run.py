@@ -3,6 +3,8 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import ftlab  # noqa: F401  (light: registers the config's resolvers, e.g. monitor_mode derived from monitor)
@@ -15,9 +17,6 @@ from ftlab.validate import validate_settings
 def in_a_multirun() -> bool:
     """Whether this job is one of a sweep (``-m``): one bad job must not stop the sweep, so its error is raised for
     Hydra to record (the report lists it) instead of ending the process."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -35,7 +34,7 @@ def main(cfg: DictConfig) -> dict | None:
     from ftlab.train import train_checked
     from ftlab.training.resume import TrainingInterrupted
 
-    route_library_output()
+    route_library_output(verbose=bool(HydraConfig.get().verbose))  # hydra.verbose=true: the libraries' detail
     try:
         metrics = train_checked(job)
     except FtlabError as err:

@@ -23,10 +23,19 @@ UNACTIONABLE = (re.compile(r"Tip: For seamless cloud"), re.compile(r"LOAD REPORT
 
 
 class ConsoleFilter(logging.Filter):
-    """ftlab's records from INFO, everything else from WARNING, minus unactionable ones and library deprecations."""
+    """ftlab's records from INFO, everything else from WARNING, minus unactionable ones and library deprecations.
+
+    ``verbose`` (Hydra's ``hydra.verbose=true``, or a list of logger names as Hydra takes it) brings the detail back:
+    every library's records from INFO up, deprecations included; ftlab's DEBUG records too."""
+
+    def __init__(self, verbose: bool | str | list | None = False) -> None:
+        super().__init__()
+        self.verbose = bool(verbose)
 
     def filter(self, record: logging.LogRecord) -> bool:
         own = record.name == "ftlab" or record.name.startswith("ftlab.")
+        if self.verbose:
+            return record.levelno >= (logging.DEBUG if own else logging.INFO)
         if record.levelno < (logging.INFO if own else logging.WARNING):
             return False
         if getattr(record, "library_deprecation", False):
@@ -61,13 +70,14 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
                                              extra={"library_deprecation": internal})
 
 
-def route_library_output() -> None:
+def route_library_output(verbose: bool = False) -> None:
     """Send Lightning's and transformers' messages and Python warnings through the root logger's handlers; the
-    libraries' own progress bars off (``hide_library_bars``)."""
+    libraries' own progress bars off (``hide_library_bars``) unless ``verbose``."""
     import transformers
 
     logging.getLogger("lightning").handlers.clear()  # Lightning's own stderr handler printed every message twice
     transformers.utils.logging.disable_default_handler()
     transformers.utils.logging.enable_propagation()
-    hide_library_bars()
+    if not verbose:
+        hide_library_bars()
     warnings.showwarning = _log_warning
