@@ -19,8 +19,9 @@ from ftlab.sweeps.sweep_dir import collect
 SEEDS = (1, 2, 3)
 
 
-def write_jobs(directory, swept, jobs):
-    """A finished sweep: ``swept`` are the sweep's task overrides; each job is (overrides, seed, metrics)."""
+def write_jobs(directory, swept, jobs, grids=None):
+    """A finished sweep: ``swept`` are the sweep's task overrides; each job is (overrides, seed, metrics);
+    ``grids``: strategy name -> its config's lr_grid."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": swept}}}))
     for i, (overrides, seed, metrics) in enumerate(jobs):
@@ -28,8 +29,9 @@ def write_jobs(directory, swept, jobs):
         (d / ".hydra").mkdir(parents=True)
         (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
         strategy = next(o.split("=", 1)[1] for o in overrides if o.startswith("strategy="))
-        (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"strategy": {"name": strategy}, "seed": seed,
-                                                                 "monitor": "val/acc"}))
+        (d / ".hydra" / "config.yaml").write_text(yaml.safe_dump({
+            "strategy": {"name": strategy, "lr_grid": (grids or {}).get(strategy)}, "seed": seed,
+            "monitor": "val/acc"}))
         (d / "metrics.json").write_text(json.dumps({"monitor": "val/acc", "strategy_label": strategy,
                                                     "params/trainable_fraction": 0.5, **metrics}))
     return directory
@@ -155,3 +157,18 @@ def test_the_cards_sweep_pairs_on_its_shared_seed_and_says_what_it_cannot_decide
     assert sorted(c.label for c in configurations(rows, keys, "test/acc")) == [
         "full lr=1e-05", "full lr=2e-05", "partial(k=1) lr=1e-05", "partial(k=1) lr=2e-05"]
     assert "| full lr=2e-05 | strategy=full,lr=2e-05 | 1 |" in summary
+
+
+def test_methods_at_one_shared_lr_are_pointed_to_their_own_grids(tmp_path):
+    """``strategy=full,lora`` at the default lr: the ranking may be the lr's; the report names each method's grid
+    from its strategy config."""
+    jobs = [([f"strategy={s}", f"seed={seed}"], seed, {"val/acc": acc + seed / 100, "test/acc": acc, "lr": 2e-4})
+            for s, acc in (("full", 0.9), ("lora", 0.7)) for seed in SEEDS]
+    sweep = write_jobs(tmp_path / "shared", ["strategy=full,lora", "seed=1,2,3"], jobs,
+                       {"full": [1e-4, 2e-4, 4e-4], "lora": [5e-4, 1e-3, 2e-3]})
+    build_report(sweep)
+    lines = recommendation((sweep / "summary.md").read_text())
+    assert ("The methods ran at one shared learning rate (0.0002): their best learning rates differ (LoRA's is about "
+            "10x full fine-tuning's), so this ranking may reflect the learning rate rather than the method; sweep lr "
+            "per method, over each one's own grid (strategy.lr_grid): full: `lr=0.0001,0.0002,0.0004`; lora: "
+            "`lr=0.0005,0.001,0.002`.") in lines

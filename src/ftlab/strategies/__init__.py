@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
-from ftlab.core.checks import Checker
+from ftlab.core.checks import Checker, is_number
 from ftlab.model.anatomy import ArchitectureError, find_parts
 from ftlab.strategies.adapters import Adapter
 from ftlab.strategies.base import Selection, Strategy, StrategyError
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Full(), Partial(), HeadOnly(), BitFit(), Pattern(),
                                                        GradualUnfreezing(), LoRA(), IA3())}
-# Options every strategy has: frozen_dropout (dropout inside frozen modules; FineTuneModule.train applies it).
-COMMON_OPTIONS = ("frozen_dropout",)
+# Options every strategy has: frozen_dropout (dropout inside frozen modules; FineTuneModule.train applies it);
+# lr_grid (the learning rates a fair comparison tries for this method: the sweep report names them).
+COMMON_OPTIONS = ("frozen_dropout", "lr_grid")
 ADAPTERS = tuple(name for name, spec in STRATEGIES.items() if isinstance(spec, Adapter))  # strategies that add weights
 
 
@@ -57,6 +58,18 @@ def strategy_label(strategy: dict[str, Any]) -> str:
         strategy.get("name"))
 
 
+def _check_lr_grid(c: Checker) -> None:
+    """``strategy.lr_grid``: null, or two or more positive learning rates in increasing order."""
+    grid = c.get("strategy.lr_grid")
+    if grid is None:
+        return
+    values = list(grid) if isinstance(grid, (list, tuple)) or OmegaConf.is_list(grid) else None
+    if values is None or len(values) < 2 or not all(is_number(v) and v > 0 for v in values) or any(
+            b <= a for a, b in zip(values, values[1:])):
+        c.fail("strategy.lr_grid", "must be null or a list of two or more positive learning rates in increasing "
+                                   "order, e.g. [1.0e-4, 2.0e-4, 4.0e-4]")
+
+
 def check_strategy(c: Checker, model: nn.Module | None) -> None:
     """Record problems with ``strategy.*`` on ``model`` (meta device; None when the model could not be built)."""
 
@@ -67,6 +80,7 @@ def check_strategy(c: Checker, model: nn.Module | None) -> None:
     c.unknown_keys("strategy", ("name", *COMMON_OPTIONS, *strategy.options), f"strategy {strategy.name}")
     for flag in ("strategy.train_embeddings", "strategy.train_head", "strategy.frozen_dropout"):
         c.flag(flag)
+    _check_lr_grid(c)
     blocks = None
     if model is not None:
         try:

@@ -33,6 +33,7 @@ class Config:
     method: str = ""  # the name without the learning rate: configurations of one method differ in lr only
     method_label: str = ""  # the label without the learning rate
     lr: float | None = None  # what the optimizer trained with
+    lr_grid: list[float] | None = None  # the method's own grid (strategy.lr_grid), when its config has one
     evidence: dict[str, Any] = field(default_factory=dict)  # test examples scored, test split size, class shares
 
     @property
@@ -68,9 +69,13 @@ def configurations(rows: list[dict[str, Any]], keys: list[str], metric: str) -> 
             name, "", {i: m[metric] for i, m in zip(ids, members)},
             {i: m["best_val"] for i, m in zip(ids, members) if is_number(m.get("best_val"))}, costs,
             method=method, lr=lrs.pop() if len(lrs) == 1 and is_number(next(iter(lrs), None)) else None,
-            evidence=_evidence(members)))
+            lr_grid=_grid(members[0].get("lr_grid")), evidence=_evidence(members)))
     _label(out, groups)
     return out
+
+
+def _grid(value: Any) -> list[float] | None:
+    return [float(v) for v in value] if isinstance(value, list) and value and all(is_number(v) for v in value) else None
 
 
 def _evidence(members: list[dict[str, Any]]) -> dict[str, Any]:

@@ -48,6 +48,13 @@ def _grid(lrs: list[float]) -> str:
     return ", ".join(f"{lr:g}" for lr in lrs)
 
 
+def _own_grids(found: list[Method]) -> str:
+    """Each method's own grid from its strategy config (``strategy.lr_grid``), as overrides to sweep."""
+    grids = [f"{m.label}: `lr={','.join(f'{lr:g}' for lr in m.best.lr_grid)}`" for m in found if m.best.lr_grid]
+    return f", over each one's own grid (strategy.lr_grid): {'; '.join(grids)}" if grids else (
+        " (e.g. three log-spaced values around each method's default)")
+
+
 def lr_warnings(found: list[Method], monitor: str) -> list[str]:
     """One line per method whose chosen learning rate sits at an edge of its grid (with the next value to try,
     keeping the grid's spacing), and one line when the methods were compared at a single shared learning rate."""
@@ -69,7 +76,7 @@ def lr_warnings(found: list[Method], monitor: str) -> list[str]:
             f"one learning rate each ({_grid(rates)})")
         lines.append(f"The methods ran at {shared}: their best learning rates differ (LoRA's is about 10x full "
                      "fine-tuning's), so this ranking may reflect the learning rate rather than the method; sweep "
-                     "lr per method (e.g. three log-spaced values around each method's default).")
+                     f"lr per method{_own_grids(found)}.")
     elif single and len(found) > 1:
         lines.append(f"{', '.join(m.label for m in single)} ran at one learning rate only, the others at several: "
                      "they are compared at an lr not chosen for them.")

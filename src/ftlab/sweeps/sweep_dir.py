@@ -103,6 +103,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
             row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
         row["strategy_name"] = (config.get("strategy") or {}).get("name")
         row["seed_value"] = config.get("seed")  # what the job ran with, swept or not: jobs pair on it
+        row["lr_grid"] = (config.get("strategy") or {}).get("lr_grid")  # the method's own grid, if its config has one
         row.update(setup=setup_of(config), global_choices=global_choices(config, row, keys))
         try:
             rows.append({**row, **_results(job, config, row["strategy_name"])})
