@@ -195,3 +195,8 @@ def test_a_recorded_max_length_longer_than_the_model_reads_is_refused_naming_the
                               "--max-length")
     assert not out.exists()
     assert predict_main([str(job), "--input", str(texts), "--output", str(out), "--max-length", "16"]) == 0
+    out.unlink()
+    with pytest.raises(SystemExit) as exc:  # a command line asking for more than the model reads: the same refusal
+        predict_main([str(job), "--input", str(texts), "--output", str(out), "--max-length", "100"])
+    assert exc.value.code == "ftlab.predict: --max-length 100: the model reads at most 64 tokens; valid: 1..64"
+    assert not out.exists()

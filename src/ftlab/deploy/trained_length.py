@@ -74,12 +74,15 @@ def trained_max_length(model_dir: Path) -> tuple[int, Path] | None:
 def serving_max_length(model_dir: Path, given: int | None, default: int, limit: int | None = None) -> int:
     """Tokens per text to predict with: ``given`` (a command line's ``--max-length``), else the value the model was
     trained at, else ``default``. A ``given`` value other than the trained one is used, with a one-line warning
-    naming both. A trained value above ``limit`` (the most tokens the model reads: its position embeddings) is an
-    ``FtlabError`` naming the file it came from: every long text would fail inside the model."""
+    naming both. A value above ``limit`` (the most tokens the model reads: its position embeddings) is an
+    ``FtlabError`` naming where it came from (the command line, or the file that recorded it): every long text would
+    fail inside the model. ``default`` is capped at ``limit``."""
+    if given is not None and limit is not None and given > limit:
+        raise FtlabError(f"--max-length {given}: the model reads at most {limit} tokens; valid: 1..{limit}")
     trained = trained_max_length(model_dir)
     if given is None:
         if trained is None:
-            return default
+            return default if limit is None else min(default, limit)
         value, source = trained
         if limit is not None and value > limit:
             raise FtlabError(f"{source}: max_length={value} (the length the model was trained at, by this file): the "

@@ -95,11 +95,9 @@ def check(args) -> dict:
 
     # A longer input than the model's position embeddings would fail inside the model (a 500 per request).
     limit = max_positions(AutoConfig.from_pretrained(model_dir, trust_remote_code=False)) or DEFAULT_MAX_LENGTH
-    if (args.max_length or 0) > limit:
-        raise FtlabError(f"--max-length {args.max_length}: the model reads at most {limit} tokens; valid: 1..{limit}")
-    # As the job trained and tested, unless the command line says otherwise (then with a warning); a trained value
-    # above the limit (an ftlab.json or saved config from elsewhere) is refused as --max-length is, naming its file.
-    max_length = serving_max_length(model_dir, args.max_length, min(DEFAULT_MAX_LENGTH, limit), limit)
+    # As the job trained and tested, unless the command line says otherwise (then with a warning); a value above the
+    # limit (given, or recorded in an ftlab.json or saved config from elsewhere) is refused, naming where it came from.
+    max_length = serving_max_length(model_dir, args.max_length, DEFAULT_MAX_LENGTH, limit)
     config = json.loads((model_dir / "config.json").read_text())
     job = model_dir.parent if model_dir.name == "model" else model_dir
     identity = {"ftlab_job": f"{job.parent.name}/{job.name}", "model": (config.get("architectures") or ["?"])[0],
