@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.core.checks import FtlabError, existing_dir, is_number
+from ftlab.core.overrides import override_key, override_value
 from ftlab.sweeps.comparable import DATA_IDENTITY, global_choices, setup_of
 from ftlab.tracking.identity import job_label, saved_yaml, swept_keys
 
@@ -100,7 +101,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
         config = saved_yaml(job / ".hydra" / "config.yaml", {})
         row: dict[str, Any] = {"job": int(job.name), "overrides": job_label(overrides, keys) or ",".join(overrides)}
         for key in keys:
-            row[key] = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key), None)
+            row[key] = next((override_value(o) for o in overrides if override_key(o) == key), None)
         row["strategy_name"] = (config.get("strategy") or {}).get("name")
         row["seed_value"] = config.get("seed")  # what the job ran with, swept or not: jobs pair on it
         row["lr_grid"] = (config.get("strategy") or {}).get("lr_grid")  # the method's own grid, if its config has one

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from ftlab.core.overrides import override_key
+
 
 def saved_yaml(path: Path, default):
     """A YAML file Hydra saved in a job's ``.hydra/``: its content, or ``default`` when it is missing, empty, cut short
@@ -42,11 +44,11 @@ def swept_keys(sweep_dir: Path, job_dirs: list[Path] | None = None) -> list[str]
     hydra_cfg = saved_yaml(path, {}).get("hydra") or {}
     task = [o for o in (hydra_cfg.get("overrides") or {}).get("task") or [] if isinstance(o, str)]
     overrides = OverridesParser.create().parse_overrides(list(task))
-    keys = [o.get_key_element().lstrip("+~") for o in overrides if o.is_sweep_override()]
+    keys = [override_key(o.get_key_element()) for o in overrides if o.is_sweep_override()]
     params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
-    keys += [k.lstrip("+~") for k in params if k.lstrip("+~") not in keys]
+    keys += [override_key(k) for k in params if override_key(k) not in keys]
     if params and path != sweep_dir / "multirun.yaml":
-        per_job = [{o.split("=", 1)[0].lstrip("+~") for o in _task_overrides(j) if "=" in o} for j in jobs]
+        per_job = [{override_key(o) for o in _task_overrides(j) if "=" in o} for j in jobs]
         conditional = set.union(*per_job) - set.intersection(*per_job)
         keys += sorted(conditional - set(keys))
     return keys
@@ -59,7 +61,7 @@ def _task_overrides(hydra_yaml: Path) -> list[str]:
 
 def job_label(overrides: list[str], keys: list[str]) -> str:
     """``strategy=partial,lr=2e-05``: the job's overrides of the swept keys, in the sweep's order."""
-    by_key = {o.split("=", 1)[0].lstrip("+~"): o.lstrip("+~") for o in overrides if "=" in o}
+    by_key = {override_key(o): o.lstrip("+~") for o in overrides if "=" in o}
     return ",".join(by_key[k] for k in keys if k in by_key)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ftlab.core.checks import ConfigError
+from ftlab.core.overrides import override_key
 from ftlab.core.saved_config import conf_dir, load_saved_config
 
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -40,7 +41,7 @@ def changed_by_overrides(cfg, old, overrides: list[str]) -> list[str]:
 
     changed = []
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+        key = override_key(override).split("@", 1)[0]  # the config key a group override with a package sets
         if key in ("resume", "output_dir") or key.startswith("hydra."):  # output_dir: how DDP ranks > 0 relaunch
             continue
         # A group with a global package (debug=, experiment=) has no key of its own: it changes the config's
