@@ -35,10 +35,10 @@ def refused(overrides: list[str], out) -> str:
 SETTINGS = {
     # option names: typos and options the chosen strategy does not have are errors, never ignored
     "strategy=partial ++strategy.trainable_layer=2":
-        "strategy.trainable_layer: unknown option of strategy partial; valid: frozen_dropout, name, train_embeddings, "
-        "train_head, trainable_layers; did you mean trainable_layers",
+        "strategy.trainable_layer: unknown option of strategy partial; valid: frozen_dropout, lr_grid, name, "
+        "train_embeddings, train_head, trainable_layers; did you mean trainable_layers",
     "strategy=head_only ++strategy.train_head=false":
-        "strategy.train_head: unknown option of strategy head_only; valid: frozen_dropout, name",
+        "strategy.train_head: unknown option of strategy head_only; valid: frozen_dropout, lr_grid, name",
     "++seeed=1": "seeed: unknown option of ftlab's config",
     "++model.revison=main": "model.revison: unknown option of the model group",
     "++data.text_colum=body": "data.text_colum: unknown option of the data group",
@@ -358,7 +358,7 @@ def test_the_command_line_prints_one_line_and_exits_1(tiny_model_dir, tiny_csv, 
         cwd=CONF_DIR.parent, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "ftlab: strategy.trainable_layer: unknown option of strategy partial; valid: frozen_dropout, name, "
+        "ftlab: strategy.trainable_layer: unknown option of strategy partial; valid: frozen_dropout, lr_grid, name, "
         "train_embeddings, train_head, trainable_layers; did you mean trainable_layers?"]
     assert nothing_result_like(out)
     assert json.loads(json.dumps(sorted(p.name for p in out.iterdir()))) in ([".hydra", "run.log"], [".hydra"])

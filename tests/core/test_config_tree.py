@@ -53,3 +53,17 @@ def test_a_users_own_callback_installed_elsewhere_is_a_valid_subclass(tmp_path, 
 def test_walk_and_dotted_name_every_entry():
     tree = {"a": {"b": [1, {"_target_": "x"}]}}
     assert [dotted(p, k) for p, k, _ in walk(tree)] == ["a", "a.b", "a.b[0]", "a.b[1]", "a.b[1]._target_"]
+
+
+def test_a_job_directory_below_a_package_on_the_path_is_never_imported_from(tmp_path, monkeypatch):
+    """``runs.exp1.shipped_cb.Mine`` with the job in ``runs/exp1``: the top package ``runs`` lies outside the job,
+    its sub-package inside; found without importing, refused."""
+    marker = tmp_path / "ran"
+    job, config = shipped_job(tmp_path / "runs", marker)
+    (tmp_path / "runs" / "__init__.py").write_text("")
+    (job / "__init__.py").write_text("")
+    config.write_text("callbacks:\n  mine:\n    _target_: runs.job.shipped_cb.Mine\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"runs\.job\.shipped_cb\.Mine"):
+        load_saved_config(config, "resume")
+    assert not marker.exists()

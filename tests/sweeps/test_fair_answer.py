@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from ftlab.sweeps.configurations import configurations
+from ftlab.sweeps.evidence import chance_level, evidence_lines
+from ftlab.sweeps.methods import lr_warnings, methods
 from ftlab.sweeps.probability import bootstrap
 from ftlab.sweeps.report import build_report
 from ftlab.sweeps.sweep_dir import collect
@@ -144,10 +146,10 @@ def test_the_cards_sweep_pairs_on_its_shared_seed_and_says_what_it_cannot_decide
     assert ("Each configuration ran once (seed 42): nothing here separates a configuration from seed noise; run seeds "
             "(`seed=1,2,3`, 3x the jobs) to decide.") in lines
     chance = next(line for line in lines if line.startswith("At chance level:"))
-    # Majority class: 50 of 212 = 0.2358; every job is below 0.2358 + 0.05.
-    assert "full lr=1e-05 (0.23); full lr=2e-05 (0.33)" not in chance  # 0.33 is more than 5 points above chance
-    assert chance.startswith("At chance level: full lr=1e-05 (0.23); partial(k=1) lr=1e-05 (0.23) within 5 points of "
-                             "what a trivial guess scores on test/acc (0.2358")
+    # Majority class: 50 of 212 = 0.2358; flagged below 0.2358 + 5% of (1 - 0.2358) = 0.2740: 0.23, not 0.33.
+    assert chance.startswith("At chance level: full lr=1e-05 (0.23); partial(k=1) lr=1e-05 (0.23), less than 5% of "
+                             "the way from what a trivial guess scores on test/acc (0.2358: the better of the majority "
+                             "class and a guess by the test labels' shares) to a perfect score")
     assert ("Part of the test split scored (trainer.limit_test_batches): test/acc of full lr=1e-05 48 of 212; "
             "full lr=2e-05 48 of 212") in " ".join(lines)
     assert any(line.startswith("full: its best learning rate on val/acc is the largest tried (1e-05, 2e-05)")
@@ -172,3 +174,29 @@ def test_methods_at_one_shared_lr_are_pointed_to_their_own_grids(tmp_path):
             "10x full fine-tuning's), so this ranking may reflect the learning rate rather than the method; sweep lr "
             "per method, over each one's own grid (strategy.lr_grid): full: `lr=0.0001,0.0002,0.0004`; lora: "
             "`lr=0.0005,0.001,0.002`.") in lines
+
+
+def test_chance_levels_are_the_best_trivial_guess():
+    """Exact expected scores of trivial guesses: majority for accuracy; 1/k for macro recall, precision and F1 (a
+    guess by the label shares scores F1 = share per class); 0.5 for AUROC."""
+    shares = [0.9, 0.1]
+    assert chance_level("test/acc", shares) == 0.9
+    assert chance_level("test/f1", shares) == chance_level("test/recall", shares) == 0.5
+    assert chance_level("test/auroc", shares) == 0.5 and chance_level("test/loss", shares) is None
+    # A skewed split: 0.94 accuracy against a 0.9 majority is 40% of the way to perfect, not "chance".
+    good = configurations([{"job": 0, "status": "completed", "test/acc": 0.94, "best_val": 0.94, "seed_value": 1,
+                            "test_class_shares": shares, "strategy_name": "full"}], [], "test/acc")
+    assert not [line for line in evidence_lines(good, "test/acc") if line.startswith("At chance")]
+
+
+def test_one_lr_given_two_ways_counts_once_and_unknown_lrs_do_not_count_as_several():
+    jobs = [{"job": i, "status": "completed", "test/acc": 0.9, "best_val": v, "seed_value": 1, "lr_value": lr,
+             "strategy": s, "lr": str(lr), "strategy_name": s} for i, (s, lr, v) in enumerate(
+                 [("full", 1e-4, 0.8), ("full", 1e-4, 0.8), ("full", 3e-4, 0.9), ("lora", None, 0.9)])]
+    jobs[1]["lr"] = "0.0001"  # the same rate, written another way: a configuration of its own
+    found = methods(configurations(jobs, ["strategy", "lr"], "test/acc"), "val/acc")
+    full = next(m for m in found if m.label == "full")
+    assert full.lrs == [1e-4, 3e-4] and full.edge == "largest"
+    lines = lr_warnings(found, "val/acc")
+    assert lines[0].startswith("full: its best learning rate on val/acc is the largest tried (0.0001, 0.0003)")
+    assert not any("ran at one learning rate only" in line for line in lines)  # lora's lr is unknown, not one

@@ -4,8 +4,8 @@ names a subclass of a given class, checked without running code from the directo
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Iterator
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,25 @@ def dotted(path: tuple, key: Any) -> str:
 
 
 def _inside(module: str, directory: Path) -> bool:
-    """Whether the top-level package of ``module`` would be imported from ``directory`` (found without importing)."""
-    try:
-        spec = importlib.util.find_spec(module.split(".", 1)[0])
-    except (ImportError, ValueError):
-        return False
-    places = [spec.origin] if spec is not None and spec.origin else []
-    places += list(spec.submodule_search_locations or []) if spec is not None else []
-    return any(Path(p).resolve().is_relative_to(directory.resolve()) for p in places if p)
+    """Whether importing ``module`` would load any of its packages or itself from ``directory``: each dotted prefix
+    is found on the path its parent would search, without importing anything (``runs.exp1.callbacks`` with the job
+    directory ``runs/exp1``: ``runs`` lies outside it, ``runs.exp1`` inside)."""
+    root, locations = directory.resolve(), None
+    for part in module.split("."):
+        try:
+            spec = PathFinder.find_spec(part, locations)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:  # not on the path (a built-in, or nothing): nothing of the directory's would load
+            return False
+        places = [spec.origin] if spec.origin else []
+        places += list(spec.submodule_search_locations or [])
+        if any(Path(p).resolve().is_relative_to(root) for p in places if p and p != "namespace"):
+            return True
+        locations = list(spec.submodule_search_locations or [])
+        if not locations:
+            return False
+    return False
 
 
 def subclass_of(target: str, base: str, untrusted: Path | None = None) -> bool:

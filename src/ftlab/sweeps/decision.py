@@ -47,7 +47,8 @@ def recommend(configs: list[Config], metric: str, monitor: str, tolerance: float
                      f"({RESAMPLES} resamples of {metric}; coarse with few seeds): " + "; ".join(
                          f"{c.label} {_odds_phrase(odds[c.name], unit, metric)}" for c in winners) + ".")
     elif len(winners) > 1:
-        lines.append("No probability: the methods share fewer than two seeds (run `seed=1,2,3`).")
+        lines.append("No probability: fewer than two seeds are shared by every method (run the same seeds for "
+                     "each, e.g. `seed=1,2,3`).")
     lines += _cheapest(winners, metric, monitor, tolerance, odds)
     lines += lr_warnings(found, monitor)
     lines += evidence_lines(configs, metric)
@@ -67,6 +68,7 @@ def _cheapest(winners: list[Config], metric: str, monitor: str, tolerance: float
     best = winners[0]
     sign = -1 if lower_is_better(monitor) else 1
     within_val, unit = tolerance_amount(monitor, tolerance, best.val_mean)
+    metric_unit = tolerance_amount(metric, tolerance, best.mean)[1]  # the odds are on the test metric, in its units
     close = [c for c in winners if sign * (best.val_mean - c.val_mean) <= within_val and "train_time_s" in c.costs]
     if not close:
         return []
@@ -78,7 +80,7 @@ def _cheapest(winners: list[Config], metric: str, monitor: str, tolerance: float
     line = (f"Cheapest within {unit} of the best on validation: {describe(cheapest, metric, monitor)}, in "
             f"{ratio:.0%} of {best.label}'s train time")
     if odds is not None:
-        line += f"; on {metric} it is {_odds_phrase(odds[cheapest.name], unit, metric)}"
+        line += f"; on {metric} it is {_odds_phrase(odds[cheapest.name], metric_unit, metric)}"
     p = paired(best, cheapest)
     return [line + (f". {comparison(p, metric)}" if p is not None else ".")]
 
@@ -112,7 +114,7 @@ def _lr_table(found: list[Method], monitor: str) -> list[str]:
     for m in found:
         note = f"best at the {m.edge} lr tried: widen the grid" if m.edge else ""
         rows.append([m.label, ", ".join(f"{lr:g}" for lr in m.lrs), f"{m.best.lr:g}" if m.best.lr else "",
-                     ", ".join(fmt(c.val_mean) for c in m.tried), note])
+                     ", ".join(fmt(c.val_mean) for c in m.tried if c.lr is not None), note])
     return ["## Each method at its own learning rate", "", "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows), ""]
 

@@ -20,7 +20,7 @@ class Method:
 
     @property
     def lrs(self) -> list[float]:
-        return [c.lr for c in self.tried if c.lr is not None]
+        return sorted({c.lr for c in self.tried if c.lr is not None})  # one lr given two ways counts once
 
     @property
     def edge(self) -> str | None:
@@ -77,7 +77,7 @@ def lr_warnings(found: list[Method], monitor: str) -> list[str]:
         lines.append(f"The methods ran at {shared}: their best learning rates differ (LoRA's is about 10x full "
                      "fine-tuning's), so this ranking may reflect the learning rate rather than the method; sweep "
                      f"lr per method{_own_grids(found)}.")
-    elif single and len(found) > 1:
+    elif single and any(len(m.lrs) > 1 for m in found):
         lines.append(f"{', '.join(m.label for m in single)} ran at one learning rate only, the others at several: "
                      "they are compared at an lr not chosen for them.")
     return lines

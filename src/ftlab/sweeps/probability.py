@@ -18,7 +18,7 @@ import numpy as np
 from ftlab.core.metric_names import lower_is_better
 from ftlab.sweeps.configurations import Config
 
-FRACTION_METRICS = ("acc", "f1", "precision", "recall")
+FRACTION_METRICS = ("acc", "f1", "precision", "recall", "auroc", "average_precision")
 RESAMPLES = 10_000
 
 
