@@ -61,7 +61,8 @@ def test_checkpoint_reloads_with_same_freezing(tiny_model_dir, tiny_csv, tmp_pat
     metrics = train(cfg)
     module = FineTuneModule.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu")
     assert module.hparams.strategy == {"name": "partial", "trainable_layers": 1, "train_embeddings": False,
-                                       "train_head": True, "frozen_dropout": False}
+                                       "train_head": True, "frozen_dropout": False,
+                                       "lr_grid": [1e-4, 2e-4, 4e-4]}
     assert metrics["params/trainable"] == module.param_counts["params/trainable"] == 6789 + 1056 + 99
     assert metrics["global_step"] == 2
     # a single job keeps best.ckpt (reloaded above) and drops last.ckpt, the optimizer state, once it succeeded
@@ -116,7 +117,8 @@ def test_wandb_offline_run_holds_config_and_metrics(job):
     for record in records:
         if record.WhichOneof("record_type") == "config":
             config.update({item.key: json.loads(item.value_json) for item in record.config.update})
-    assert config["lr"] == 3e-3 and config["strategy"] == {"name": "full", "frozen_dropout": True}
+    assert config["lr"] == 3e-3 and config["strategy"] == {"name": "full", "frozen_dropout": True,
+                                                           "lr_grid": [2e-4, 4e-4, 8e-4]}
     assert config["plan"]["params"]["trainable"] == metrics["params/trainable"]  # the cost plan is logged too
     exits = [r.exit for r in records if r.WhichOneof("record_type") == "exit"]
     assert len(exits) == 1 and exits[0].exit_code == 0
