@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 import ftlab  # noqa: F401  (light: registers the config's resolvers, e.g. monitor_mode derived from monitor)
 from ftlab.core.checks import FtlabError
+from ftlab.core.writable import run_dir_problem
 from ftlab.training.console import route_library_output
 from ftlab.training.resumed_job import resume_config
 from ftlab.validate import validate_settings
@@ -34,7 +35,8 @@ def main(cfg: DictConfig) -> dict | None:
     from ftlab.train import train_checked
     from ftlab.training.resume import TrainingInterrupted
 
-    route_library_output(verbose=bool(HydraConfig.get().verbose))  # hydra.verbose=true: the libraries' detail
+    # hydra.verbose=true: the libraries' bars too; a list of logger names makes only those loggers verbose.
+    route_library_output(verbose=HydraConfig.get().verbose is True)
     try:
         metrics = train_checked(job)
     except FtlabError as err:
@@ -49,4 +51,6 @@ def main(cfg: DictConfig) -> dict | None:
 
 
 if __name__ == "__main__":
+    if problem := run_dir_problem(sys.argv[1:]):  # Hydra creates the directory before main(), with a traceback
+        sys.exit(f"ftlab: {problem}")
     main()

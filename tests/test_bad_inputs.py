@@ -99,11 +99,16 @@ def test_bad_setting(override, tiny_model_dir, tiny_csv, tmp_path):
     assert SETTINGS[override] in message
 
 
-def test_unwritable_output_directory(tiny_model_dir, tiny_csv, tmp_path):
+def test_unwritable_output_directory(tiny_model_dir, tiny_csv, tmp_path, small_disk):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    with pytest.raises(FtlabError, match=f"output_dir=.*: {blocker} is not a writable directory"):
+    with pytest.raises(FtlabError, match=f"output_dir=.*: {blocker} is not a directory; choose another"):
         train(compose(tiny_overrides(tiny_model_dir, tiny_csv, blocker / "job")))
+    disk = small_disk(4096, read_only=True)  # root writes through permissions, not onto a read-only mount
+    with pytest.raises(FtlabError) as err:
+        train(compose(tiny_overrides(tiny_model_dir, tiny_csv, disk / "job")))
+    assert str(err.value) == (f"output_dir='{disk / 'job'}': {disk} is not a writable directory (read-only file "
+                              "system); choose another hydra.run.dir / output_dir")
 
 
 # -- data files ---------------------------------------------------------------------------------------------------
@@ -193,18 +198,19 @@ def test_numeric_labels_with_a_gap_keep_their_names(tiny_model_dir, tmp_path):
 
 
 SPELLING = "valid: one consistent spelling per class"
+DISTINCT = " (or data.label_case=distinct if they are different classes)"
 
 ONE_LINE_DATA = {  # file: (content, the whole message after "<path>")
     "case.csv": ("text,label\n" + GOOD_ROWS + "team coach,Sport\n",
-                 ": labels 'Sport' and 'sport' differ only in case; " + SPELLING),
+                 ": labels 'Sport' and 'sport' differ only in case; " + SPELLING + DISTINCT),
     "spaces.csv": ("text,label\n" + GOOD_ROWS + "team coach, sport\n",
                    ": labels ' sport' and 'sport' differ only in surrounding white space; " + SPELLING),
     "case.jsonl": ("".join(json.dumps({"text": text, "label": label}) + "\n" for line in GOOD_ROWS.splitlines()
                            for text, label in [line.split(",")]) + '{"text": "team coach", "label": "Food"}\n',
-                   ": labels 'Food' and 'food' differ only in case; " + SPELLING),
+                   ": labels 'Food' and 'food' differ only in case; " + SPELLING + DISTINCT),
     "header.csv": ("text,label,label\n" + GOOD_ROWS.replace("\n", ",food\n"),
                    ":1: the header names column(s) 'label' more than once, and only the first would be read; valid: "
-                   "every column named once"),
+                   "every column the job reads named once"),
     "two_labels.csv": ("text,label\n" + GOOD_ROWS + "goal match team 3,food\n",
                        ": lines 8 and 26 have the same text ('goal match team 3') but labels 'sport' and 'food'; "
                        "valid: one label per text (correct or remove one of them)"),

@@ -91,3 +91,19 @@ def test_config_errors_exit_non_zero_with_one_message(tiny_model_dir, tiny_csv, 
     assert "strategy.trainable_layers=7: the model has only 2 layers; valid: -2..2" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("args", [("hydra.run.dir={disk}/job",), ("-m", "hydra.sweep.dir={disk}/sweep", "lr=1,2"),
+                                  ()])
+def test_a_read_only_job_directory_is_one_line_before_hydra_creates_it(args, small_disk, tmp_path):
+    """Hydra creates the job's directory before ftlab runs, with a traceback when it cannot; run.py says it first.
+    Without an override, Hydra's default (outputs/ under the working directory) is the one checked."""
+    disk = small_disk(4096, read_only=True)
+    args = [a.format(disk=disk) for a in args]
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=disk, capture_output=True, text=True,
+                          timeout=120)
+    key, value = ("hydra.sweep.dir", f"{disk}/sweep") if "-m" in args else (
+        "hydra.run.dir", f"{disk}/job" if args else "outputs/")
+    assert proc.returncode == 1
+    assert proc.stderr == (f"ftlab: {key}={value!r}: {disk} is not a writable directory (read-only file system); "
+                           f"choose a writable directory ({key}=<dir>)\n")

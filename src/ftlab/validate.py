@@ -12,7 +12,6 @@ raises once (``ConfigError``: every problem with its key, value and the valid ch
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -20,6 +19,7 @@ from ftlab.core.checks import Checker, ConfigError, is_int
 from ftlab.core.extras import extra_problem
 from ftlab.core.metric_names import monitor_mode
 from ftlab.core.trainer_settings import CUDA_ONLY_PRECISIONS, PRECISIONS
+from ftlab.core.writable import unwritable
 from ftlab.data.sampler_options import check_group_by_length
 from ftlab.deploy.quantize import check_onnx_options
 from ftlab.model.architecture import MODEL_OPTIONS, check_model, check_model_files
@@ -99,11 +99,8 @@ def _check_output_dir(c: Checker) -> None:
     out = c.get("output_dir")
     if out is None:
         return
-    path = Path(str(out)).expanduser().absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
-        c.fail("output_dir", f"{path} is not a writable directory; choose another hydra.run.dir / output_dir")
+    if (problem := unwritable(str(out))) is not None:
+        c.fail("output_dir", f"{problem}; choose another hydra.run.dir / output_dir")
 
 
 def _check_monitor(c: Checker) -> None:
@@ -206,6 +203,14 @@ def validate_runtime(cfg: DictConfig) -> None:
     names, this machine and the model: the second round of ``validate_config``."""
     c = Checker(cfg)
     _check_runtime(c)
+    _raise_problems(c)
+
+
+def validate_data(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` listing the problems with ``cfg``'s data alone (source, files, columns, splits): for a
+    tool that rebuilds a finished job's splits from its saved config, whose data may have moved since."""
+    c = Checker(cfg)
+    _check_data(c)
     _raise_problems(c)
 
 

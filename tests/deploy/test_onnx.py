@@ -13,7 +13,15 @@ from omegaconf import OmegaConf
 from ftlab.core.checks import ConfigError
 from ftlab.train import train
 from ftlab.validate import validate_config
-from tests.helpers import compose, make_tiny_conll, make_tiny_llama, make_tiny_ner_bert, make_tiny_text, tiny_overrides
+from tests.helpers import (
+    compose,
+    make_tiny_classifier,
+    make_tiny_conll,
+    make_tiny_llama,
+    make_tiny_ner_bert,
+    make_tiny_text,
+    tiny_overrides,
+)
 from tests.tasks.test_lm import lm_overrides
 from tests.tasks.test_ner import ner_overrides
 
@@ -228,3 +236,21 @@ def test_sweep_report_shows_the_int8_columns_and_flags_a_job_over_tolerance(ner_
     assert drops == [f"{metrics['deploy/int8_drop']:.4g}", "12.5"]
     assert ("**WARNING: int8 ONNX models over their onnx.tolerance (deploy/int8_drop):** job 1 (12.50 points); do "
             "not ship them without checking.") in summary
+
+
+def test_a_full_disk_while_exporting_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path, small_disk):
+    """The exporter's own error on a full disk (numpy's "problem writing element ...", no errno) becomes one line
+    naming the cause; the half-written temporary export is removed."""
+    from ftlab.deploy.release import main as onnx_main
+
+    job = tmp_path / "job"
+    make_tiny_classifier(tiny_model_dir, job / "model")
+    disk = small_disk(64 * 1024)  # the tiny model's ONNX weights alone take more
+    with pytest.raises(SystemExit) as exc:
+        onnx_main([str(job), "--output", str(disk / "onnx")])
+    message = exc.value.code
+    assert message.startswith(f"ftlab.onnx_export: {disk / 'onnx'}: the export could not be written (No space left "
+                              "on device"), message
+    assert message.endswith("nothing was written there (an earlier export in its place is intact): free space or "
+                            "fix permissions, then export again") and "\n" not in message
+    assert list(disk.iterdir()) == []

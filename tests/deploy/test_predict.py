@@ -8,7 +8,9 @@ import logging
 import pytest
 import torch
 
+from ftlab.core.checks import FtlabError
 from ftlab.deploy.predict import main as predict_main
+from ftlab.deploy.predict import predict
 from ftlab.train import train
 from ftlab.training.module import FineTuneModule
 from tests.helpers import compose, make_tiny_classifier, tiny_overrides
@@ -200,3 +202,5 @@ def test_a_recorded_max_length_longer_than_the_model_reads_is_refused_naming_the
         predict_main([str(job), "--input", str(texts), "--output", str(out), "--max-length", "100"])
     assert exc.value.code == "ftlab.predict: --max-length 100: the model reads at most 64 tokens; valid: 1..64"
     assert not out.exists()
+    with pytest.raises(FtlabError, match=r"^--max-length 100: the model reads at most 64 tokens"):
+        predict(job, ["goal team"], max_length=100)  # the Python API checks what it is given, as the tool does

@@ -12,6 +12,7 @@ from ftlab.tasks.labelled_splits import clean_and_split
 from ftlab.tasks.labelled_texts import load_source, read_folder, source_chunks
 
 SPELLING = "valid: one consistent spelling per class"
+DISTINCT = " (or data.label_case=distinct if they are different classes)"
 
 
 def write_folder(root, files: dict[str, str | bytes]):
@@ -74,7 +75,8 @@ def test_two_spellings_of_one_label_are_refused(name, tmp_path):
     (tmp_path / name).write_text(content)
     with pytest.raises(DataError) as err:
         load_source(table_cfg(tmp_path / name))
-    assert str(err.value) == f"{tmp_path / name}: labels {labels} differ only in {how}; {SPELLING}"
+    deliberate = DISTINCT if how == "case" else ""
+    assert str(err.value) == f"{tmp_path / name}: labels {labels} differ only in {how}; {SPELLING}{deliberate}"
 
 
 def test_two_spellings_of_one_label_folder_are_refused(tmp_path):
@@ -82,7 +84,23 @@ def test_two_spellings_of_one_label_folder_are_refused(tmp_path):
                                             "food/3.txt": "bread soup"})
     with pytest.raises(DataError) as err:
         load_source({"source": "folder", "path": str(root)})
-    assert str(err.value) == f"{root}: labels 'Sport' and 'sport' differ only in case; {SPELLING}"
+    assert str(err.value) == f"{root}: labels 'Sport' and 'sport' differ only in case; {SPELLING}{DISTINCT}"
+
+
+def test_labels_differing_in_case_are_two_classes_when_the_config_says_so(tmp_path):
+    """``data.label_case=distinct``: 'US' (a country) and 'us' (a pronoun) are kept apart, in a table, its streamed
+    split and a label folder."""
+    (tmp_path / "case.csv").write_text(_rows(("goal match", "Sport"), ("bread soup", "food"), ("team coach", "sport")))
+    cfg = {**table_cfg(tmp_path / "case.csv"), "label_case": "distinct"}
+    assert load_source(cfg)["train"][1] == ["Sport", "food", "sport"]
+    rows = [(f"goal match {i}", "Sport") for i in range(5)] + [(f"team coach {i}", "sport") for i in range(5)]
+    (tmp_path / "split.csv").write_text(_rows(*rows))
+    _, names = clean_and_split(source_chunks({**table_cfg(tmp_path / "split.csv"), "label_case": "distinct"}), 0.2,
+                               0.2, seed=0)
+    assert names == ["Sport", "sport"]  # the streamed path types the labels once the column is read: the same rule
+    root = write_folder(tmp_path / "news", {"sport/1.txt": "goal match", "Sport/2.txt": "team coach"})
+    assert load_source({"source": "folder", "path": str(root), "label_case": "distinct"})["train"] == (
+        ["team coach", "goal match"], ["Sport", "sport"])
 
 
 def test_surrounding_white_space_of_a_label_is_stripped(tmp_path):
@@ -129,3 +147,11 @@ def test_one_text_under_two_spellings_of_a_number_is_one_class_kept_once(tmp_pat
     splits, names = _split(table_cfg(tmp_path / "numbers.csv"))
     assert names == ["1", "2"]
     assert sorted(t for texts, _ in splits.values() for t in texts) == sorted(t for t, _ in rows)
+
+
+def test_a_repeated_column_the_job_does_not_read_is_left_alone(tmp_path):
+    """An export with two ``notes`` columns trains on ``text`` and ``label``; a repeated column it reads is refused."""
+    (tmp_path / "notes.csv").write_text("text,notes,label,notes\ngoal match,a,sport,b\nbread soup,c,food,d\n")
+    assert load_source(table_cfg(tmp_path / "notes.csv"))["train"] == (["goal match", "bread soup"], ["sport", "food"])
+    with pytest.raises(DataError, match="the header names column\\(s\\) 'notes' more than once"):
+        load_source({**table_cfg(tmp_path / "notes.csv"), "text_column": "notes"})

@@ -24,3 +24,15 @@ def test_the_run_id_is_stable_for_a_job_directory():
     expected = hashlib.sha1(b"/runs/sweep/3").hexdigest()[:16]
     assert run_id("/runs/sweep/3") == run_id("/runs/sweep/./3") == expected
     assert run_id("/runs/sweep/4") != expected
+
+
+def test_a_moved_job_keeps_the_run_it_began(tmp_path):
+    """resume= of a job directory moved elsewhere continues its W&B run, whose id W&B wrote into the folder name."""
+    job = tmp_path / "moved"
+    (job / "wandb" / "offline-run-20261203_120000-0123456789abcdef").mkdir(parents=True)
+    (job / "wandb" / "latest-run").symlink_to(job / "wandb" / "offline-run-20261203_120000-0123456789abcdef")
+    assert run_id(job) == "0123456789abcdef"
+    (job / "wandb" / "run-20261203_130000-0123456789abcdef").mkdir()  # the same run, synced: still one id
+    assert run_id(job) == "0123456789abcdef"
+    (job / "wandb" / "run-20261203_140000-fedcba9876543210").mkdir()  # two runs: no guess, the path decides
+    assert run_id(job) == hashlib.sha1(str(job).encode()).hexdigest()[:16]

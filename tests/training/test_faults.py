@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -53,28 +51,6 @@ def test_sigkill_resumes_from_the_last_periodic_checkpoint(tiny_model_dir, tiny_
         assert b[key] == a[key], key  # only the steps after the save were lost, and they were recomputed exactly
     curves = [[(r["step"], r["val/acc"]) for r in csv.DictReader(open(job / "curve.csv"))] for job in (whole, cut)]
     assert curves[0] == curves[1] and [int(step) for step, _ in curves[0]] == [3, 6, 9, 12]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A tmpfs of a given size (root only: mounting needs CAP_SYS_ADMIN)."""
-    mounts = []
-
-    def mount(size_bytes: int):
-        if os.geteuid() != 0 or shutil.which("mount") is None:
-            pytest.skip("a real full disk needs root to mount a tmpfs")
-        path = tmp_path / f"disk{len(mounts)}"
-        path.mkdir()
-        size = -(-size_bytes // 4096) * 4096
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-        mounts.append(path)
-        return path
-
-    yield mount
-    for path in mounts:
-        subprocess.run(["umount", str(path)], check=False)
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Optimizer groups hold exactly the trainable parameters; no decay on biases and norms; the loss goes down."""
+"""Optimizer groups hold exactly the trainable parameters; no decay on biases and norms; the loss goes down; a
+checkpoint of another job's model is refused before it loads."""
 
 from __future__ import annotations
 
@@ -166,3 +167,33 @@ def test_a_compiled_job_trains_like_the_eager_one_and_exports_eager_names(tiny_m
     assert compiled["test/loss"] == pytest.approx(eager["test/loss"], abs=1e-4)
     exported = load_file(tmp_path / "compiled" / "model" / "model.safetensors")
     assert exported.keys() == load_file(tmp_path / "eager" / "model" / "model.safetensors").keys()
+
+
+def test_a_checkpoint_of_another_strategy_is_refused_in_one_line_before_loading(tiny_model_dir, tmp_path):
+    """A last.ckpt copied from a LoRA job into a full fine-tuning job: the tensors are named differently (PEFT wraps
+    the model), so Lightning's load_state_dict would print a page of names; the module names the strategies."""
+    import lightning as L
+
+    from ftlab.training.checkpointing import CheckpointError
+
+    lora = make_module(tiny_model_dir, {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0,
+                                        "target_modules": ["query", "value"]})
+    path = tmp_path / "last.ckpt"
+    torch.save({"state_dict": lora.state_dict(), "hyper_parameters": dict(lora.hparams),
+                "pytorch-lightning_version": L.__version__, "global_step": 3, "epoch": 0}, path)
+    full = make_module(tiny_model_dir, {"name": "full"})
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    batches = [{"input_ids": torch.ones(2, 4, dtype=torch.long), "attention_mask": torch.ones(2, 4, dtype=torch.long),
+                "labels": torch.zeros(2, dtype=torch.long)}]
+    with pytest.raises(CheckpointError) as err:
+        trainer.fit(full, train_dataloaders=batches, ckpt_path=path)
+    n_model, n_lora = len(full.state_dict()), len(lora.state_dict())
+    shared = len(full.state_dict().keys() & lora.state_dict().keys())
+    assert str(err.value) == (
+        f"{path}: not a checkpoint of this job's model: saved by a strategy=lora job, and this job is strategy=full; "
+        f"{n_model - shared} of the model's tensors are not in it (e.g. 'model.bert.embeddings.word_embeddings."
+        f"weight'); {n_lora - shared} of its tensors are not in the model (e.g. 'model.base_model.model.bert."
+        "embeddings.word_embeddings.weight'); resume a job from its own checkpoints/last.ckpt (a checkpoint of "
+        "another job cannot continue this one)")
+    assert shared == 0  # every name differs: the counts above are every tensor of each

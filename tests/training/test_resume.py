@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -20,16 +22,18 @@ RUN = ["trainer.max_epochs=2", "lr=3e-3", "callbacks.early_stopping=null", "trai
 
 # Step 8 of 12 is mid second epoch; step 6 is the first epoch's last batch, where the save waits for that epoch's
 # validation and for the callbacks that judge it (the best checkpoint, early stopping), so the resumed run starts the
-# second epoch knowing what they decided. The last case stops early: 3 epochs allowed, patience 1, val/acc flat.
-@pytest.mark.parametrize("signal_step,stopped_at,extra", [
-    (7, 8, []),
+# second epoch knowing what they decided. The last case stops early: 3 epochs allowed, patience 1, val/acc flat; its
+# job directory is moved before it resumes, so the best checkpoint (of epoch 1, never beaten) must be found in the new
+# place: Lightning alone would forget it and keep whatever validates next.
+@pytest.mark.parametrize("signal_step,stopped_at,extra,moved", [
+    (7, 8, [], False),
     # Two validations per epoch (steps 3, 6, 9, 12): the save at step 3 comes before that step's validation.
-    (2, 3, ["curve_points=4"]),
-    (5, 6, []),
-    (5, 6, ["trainer.max_epochs=3", "callbacks.early_stopping.patience=1"]),
+    (2, 3, ["curve_points=4"], False),
+    (5, 6, [], False),
+    (5, 6, ["trainer.max_epochs=3", "callbacks.early_stopping.patience=1"], True),
 ])
 def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_path, signal_step, stopped_at,
-                                                  extra):
+                                                  extra, moved):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     run = [a for a in RUN if not any(e.startswith((a.split("=")[0] + "=", a.split("=")[0] + ".")) for e in extra)]
     base = tiny_overrides(tiny_model_dir, tiny_csv, whole, *run, *extra) + ["logger=wandb"]
@@ -44,6 +48,8 @@ def test_sigterm_then_resume_equals_uninterrupted(tiny_model_dir, tiny_csv, tmp_
     assert f"ftlab: interrupted: SIGTERM at step {stopped_at}" in proc.stderr
     assert f"continue with: python run.py resume={cut}" in proc.stderr
     assert (cut / "checkpoints" / "last.ckpt").exists() and not (cut / "metrics.json").exists()
+    if moved:
+        cut = Path(shutil.move(cut, tmp_path / "moved"))
 
     proc = run_cli(f"resume={cut}", f"hydra.run.dir={tmp_path / 'resume-invocation'}")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -49,3 +49,14 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_failure(err: OSError, where: Path) -> str:
+    """Why a write under the directory ``where`` failed, in words: the error's own reason, or a full disk when the
+    library that wrote gave none (numpy's "problem writing element 1024 to file" has no errno)."""
+    if err.errno is not None:
+        return err.strerror or str(err)
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(where).free < 1 << 20:
+            return f"No space left on device ({err})"
+    return str(err)

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ftlab.core.atomic_files import write_failure
 from ftlab.core.checks import FtlabError
 from ftlab.deploy.export import set_permissions
 from ftlab.deploy.onnx_graphs import UnsupportedModel, export_graph, position_ids, quiet_exporter
@@ -128,6 +129,10 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, texts: list[str] | 
         report = _export(path, out_dir, tmp, texts or DEFAULT_TEXTS, repeats)
         set_permissions(tmp)
         _replace_dir(tmp, out_dir)
+    except OSError as err:  # a full disk, a quota, permissions: checked in the temporary directory, still there
+        raise FtlabError(f"{out_dir}: the export could not be written ({write_failure(err, tmp)}); nothing was "
+                         "written there (an earlier export in its place is intact): free space or fix permissions, "
+                         "then export again") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

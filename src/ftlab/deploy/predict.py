@@ -88,7 +88,7 @@ def read_texts(path: str | Path, text_column: str = "text", option: str = "--inp
         raise DataError(f"{where}: no texts (the file is empty); give a table with a {text_column!r} column "
                         "(--text-column) and one text per row")
     try:
-        frame = read_table(str(path))
+        frame = read_table(str(path), reads=(text_column,))
     except DataError as err:
         raise DataError(f"{option} {err}; give a table with a {text_column!r} column (--text-column) and one text "
                         "per row") from None
@@ -136,13 +136,14 @@ def predict(model_path: str | Path, texts: list[str], batch_size: int = 32, max_
     """Yield one prediction per text, batched: ``{"label", "score", "probs"}`` for a classifier (label names from
     the model's config), ``{"entities": [...]}`` for a token classifier, ``{"generated_text"}`` for a causal LM.
 
-    ``max_length`` (tokens per text) defaults to the one the job trained at (``serving_max_length``; one longer than
-    the model reads is an ``FtlabError`` naming the file it came from)."""
+    ``max_length`` (tokens per text) defaults to the one the job trained at; one other than that is used with a
+    warning naming both, and one longer than the model reads is an ``FtlabError`` naming where it came from
+    (``serving_max_length``, the same check as the command line's ``--max-length``)."""
     path = check_model_dir(model_path)
-    if max_length is None:
-        max_length = serving_max_length(path, None, DEFAULT_MAX_LENGTH, position_limit(path))
-    yield from get_task(model_task(path)).predict(path, texts, batch_size=batch_size, max_length=max_length,
-                                                  max_new_tokens=max_new_tokens, progress=progress)
+    max_length = serving_max_length(path, max_length, DEFAULT_MAX_LENGTH, position_limit(path))
+    # Returned, not yielded from: the checks above run when predict() is called, before anything is written.
+    return get_task(model_task(path)).predict(path, texts, batch_size=batch_size, max_length=max_length,
+                                               max_new_tokens=max_new_tokens, progress=progress)
 
 
 def check_output(output: str | Path, input_path: str | Path | None = None, option: str = "--output",
@@ -186,12 +187,11 @@ def run(args: argparse.Namespace, prog: str = "python -m ftlab.predict") -> None
     given = Path(args.model)
     out = (check_output(args.output, args.input, model=path, job=given if path != given else None)
            if args.output else None)
-    max_length = serving_max_length(path, args.max_length, DEFAULT_MAX_LENGTH, position_limit(path))
 
     from safetensors import SafetensorError
 
     lines = (json.dumps({"text": text, **pred}) + "\n" for text, pred in
-             zip(texts, predict(path, texts, args.batch_size, max_length, max_new_tokens=args.max_new_tokens)))
+             zip(texts, predict(path, texts, args.batch_size, args.max_length, max_new_tokens=args.max_new_tokens)))
     try:
         if out is None:
             sys.stdout.writelines(lines)

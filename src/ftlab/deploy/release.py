@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.core.atomic_files import atomic_write
-from ftlab.core.checks import FtlabError, ToolParser, at_least, tool_name
+from ftlab.core.checks import ConfigError, FtlabError, ToolParser, at_least, tool_name
 from ftlab.core.library_bars import hide_library_bars
 from ftlab.core.saved_config import load_saved_config
 from ftlab.deploy.card import with_deploy_section
@@ -36,6 +36,7 @@ from ftlab.deploy.runners import OnnxModel
 from ftlab.deploy.variant_measures import compare
 from ftlab.deploy.variants import flat_metrics, table, warning
 from ftlab.tasks.registry import get_task
+from ftlab.validate import validate_data
 
 PARITY_TEXTS = 16  # test rows the parity check runs on
 
@@ -99,6 +100,12 @@ def job_test_split(job: Path, model_dir: Path) -> JobTestSplit:
         raise FtlabError(f"{job}: --quantize compares int8 with fp32 on the job's test split, so it needs a job "
                          "directory (with .hydra/config.yaml and model/); this one has no .hydra/config.yaml")
     cfg = load_saved_config(saved, "--quantize", output_dir=job)
+    try:
+        validate_data(cfg)
+    except ConfigError as err:
+        raise FtlabError(f"{job}: --quantize rebuilds the job's test split from the data its saved config names, "
+                         f"which is not as it was: {err}; put the data back where {saved} says, or export without "
+                         "--quantize") from None
     task = get_task(cfg.task)
     tokenizer = load_tokenizer({"pretrained_model_name_or_path": str(model_dir)}, cfg.task)
     data = FineTuneData(OmegaConf.to_container(cfg.data, resolve=True), tokenizer, cfg.max_length, cfg.batch_size,

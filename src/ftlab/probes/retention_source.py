@@ -62,7 +62,7 @@ def read_passages(source: str, text_field: str = "text", max_samples: int | None
         if path.suffix.lower() in TEXT_SUFFIXES:
             passages = paragraphs(read_text(path, fix="save the file as UTF-8"))
         else:
-            frame = read_table(str(path))
+            frame = read_table(str(path), reads=(text_field,))
             if text_field not in frame.columns:
                 raise DataError(f"{path}: no column {text_field!r} (retention.text_field); columns there: "
                                 f"{', '.join(map(str, frame.columns))}")

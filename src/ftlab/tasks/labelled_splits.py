@@ -74,7 +74,8 @@ class KeptRows:
     def finish(self, source: SourceChunks) -> None:
         """Once every row is read: a table's labels typed as their whole column reads (``typed_labels``), and a
         ``DataError`` for a text under two labels (keeping either would train on a guess)."""
-        typed = {cell: cell for cell in self.cells} if source.typed else typed_labels(self.cells, source.source)
+        typed = ({cell: cell for cell in self.cells} if source.typed
+                 else typed_labels(self.cells, source.source, distinct_case=source.distinct_case))
         for (first, label), (first_at, at, text) in self.clashes.items():
             if typed[first] != typed[label]:
                 places = f"{source.unit}s {first_at} and {at}" if isinstance(at, int) else f"{first_at} and {at}"

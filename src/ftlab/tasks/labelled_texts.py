@@ -27,23 +27,24 @@ def text_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not is_junk(p.name))
 
 
-def class_folders(path: str) -> dict[str, Path]:
+def class_folders(path: str, distinct_case: bool = False) -> dict[str, Path]:
     """A label folder's class sub-folders (those holding a text file, junk left out) by their label: the folder name,
     spelled as ``typed_labels`` spells a table's labels (never typed). A ``DataError`` names ``path`` when it has no
-    class sub-folder, or two spellings of one label."""
+    class sub-folder, or two spellings of one label (``distinct_case``: names differing in case are two classes)."""
     folders = [p for p in sorted(Path(path).iterdir()) if p.is_dir() and not is_junk(p.name)]
     full = [p for p in folders if text_files(p)]
     if not full:
         problem = "no class sub-folder holds a text file" if folders else "no class sub-folders"
         raise DataError(f"{path}: {problem}; valid: {FOLDER_LAYOUT}")
-    names = typed_labels({p.name for p in full}, path, as_table=False)
+    names = typed_labels({p.name for p in full}, path, as_table=False, distinct_case=distinct_case)
     return {names[p.name]: p for p in full}
 
 
-def folder_rows(path: str, errors: str = "strict") -> tuple[list[str], list[str], list[str]]:
+def folder_rows(path: str, errors: str = "strict",
+                distinct_case: bool = False) -> tuple[list[str], list[str], list[str]]:
     """A label folder's texts, their labels and their files (relative to ``path``, for messages), class by class."""
     texts, labels, files = [], [], []
-    for label, folder in sorted(class_folders(path).items()):
+    for label, folder in sorted(class_folders(path, distinct_case).items()):
         for file in text_files(folder):
             texts.append(read_text(file, errors))
             labels.append(label)
@@ -63,11 +64,13 @@ Located = tuple[list[str], list[Any], list[Any] | None]  # (texts, labels, where
 class SourceChunks:
     """A split's labelled rows as its source gives them, chunk by chunk, each ``(texts, labels, where)``: ``where``
     places each row in ``source`` (its line in a table, its file in a label folder) for messages. A table's labels are
-    cells as written (``typed`` False): they are typed once the whole column is known (``typed_labels``), as a
-    whole-file reader would."""
+    cells as written (``typed`` False): they are typed once the whole column is known (``typed_labels``, with
+    ``distinct_case``), as a whole-file reader would."""
 
-    def __init__(self, chunks: Iterable[Located], source: str, typed: bool = False, unit: str = "row"):
+    def __init__(self, chunks: Iterable[Located], source: str, typed: bool = False, unit: str = "row",
+                 distinct_case: bool = False):
         self.chunks, self.source, self.typed, self.unit = chunks, source, typed, unit
+        self.distinct_case = distinct_case
 
     def __iter__(self) -> Iterator[Located]:
         return iter(self.chunks)
@@ -81,12 +84,13 @@ def source_chunks(cfg: dict[str, Any]) -> dict[str, SourceChunks]:
     streamed in chunks (never held whole), label folders and hub datasets come as one chunk (``SourceChunks``)."""
     source = cfg["source"]
     errors = cfg.get("encoding_errors", "strict")
+    distinct_case = cfg.get("label_case") == "distinct"
     if source == "folder":
         path = resolve_path(cfg["path"])
-        return {"train": SourceChunks([folder_rows(path, errors)], path, typed=True)}
+        return {"train": SourceChunks([folder_rows(path, errors, distinct_case)], path, typed=True)}
     if source == "files":
         return {split: SourceChunks(_table_chunks(path, cfg["text_column"], cfg["label_column"], errors), path,
-                                    unit="line")
+                                    unit="line", distinct_case=distinct_case)
                 for split, key in SPLIT_PATHS if cfg.get(key) for path in [resolve_path(cfg[key])]}
     if source == "hub":
         import datasets
@@ -117,7 +121,7 @@ def load_source(cfg: dict[str, Any]) -> dict[str, Examples]:
             texts += chunk_texts
             labels += chunk_labels
         if not chunks.typed:
-            typed = typed_labels(set(labels), chunks.source)
+            typed = typed_labels(set(labels), chunks.source, distinct_case=chunks.distinct_case)
             labels = [typed[label] for label in labels]
         out[split] = (texts, labels)
     return out
@@ -129,7 +133,7 @@ def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -
     import pandas as pd
 
     dropped, where, kept = 0, [], 0
-    for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
+    for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True, reads=(text_column, label_column)):
         missing = pd.Series(index=frame.index, dtype=object)  # a JSON record without the key: an empty cell
         texts, labels = frame.get(text_column, missing), frame.get(label_column, missing)
         empty = texts.isna() | (texts.astype(str).str.strip() == "") | labels.isna() | (
@@ -149,7 +153,7 @@ def _table_chunks(path: str, text_column: str, label_column: str, errors: str) -
 BOOLEANS = {"True": "True", "TRUE": "True", "true": "True", "False": "False", "FALSE": "False", "false": "False"}
 
 
-def typed_labels(cells: set[str], source: str, as_table: bool = True) -> dict[str, str]:
+def typed_labels(cells: set[str], source: str, as_table: bool = True, distinct_case: bool = False) -> dict[str, str]:
     """The class each label cell of ``source`` (a table column; the class folders of a label folder: ``as_table``
     False, never typed) stands for. Surrounding white space is dropped (a CSV artefact: ``text, sport``); then a table
     column reads as pandas types a whole column: all whole numbers -> ``1`` (also ``01``, ``1.0``), all numbers ->
@@ -157,22 +161,24 @@ def typed_labels(cells: set[str], source: str, as_table: bool = True) -> dict[st
     would make ``1`` and ``1.0`` two classes.
 
     Two labels that differ only in surrounding white space or in case (``sport``, ``" sport"``, ``Sport``) are a
-    ``DataError`` naming ``source`` and both: one class or two would be a guess."""
+    ``DataError`` naming ``source`` and both: one class or two would be a guess. ``distinct_case``
+    (``data.label_case=distinct``) says the guess: labels that differ in case are different classes."""
     stripped: dict[str, str] = {}  # stripped -> the cell as written
     for cell in sorted(cells):
         if (first := stripped.setdefault(cell.strip(), cell)) != cell:
             raise _two_spellings(source, first, cell, "surrounding white space")
     names = _column_types(set(stripped)) if as_table else {name: name for name in stripped}
     spelled: dict[str, tuple[str, str]] = {}  # casefolded class -> (class, a cell as written)
-    for name, cell in sorted(stripped.items()):
+    for name, cell in sorted(stripped.items()) if not distinct_case else ():
         if (first := spelled.setdefault(names[name].casefold(), (names[name], cell)))[0] != names[name]:
             raise _two_spellings(source, first[1], cell, "case")
     return {cell: names[cell.strip()] for cell in cells}
 
 
 def _two_spellings(source: str, first: str, second: str, how: str) -> DataError:
+    deliberate = " (or data.label_case=distinct if they are different classes)" if how == "case" else ""
     return DataError(f"{source}: labels {first!r} and {second!r} differ only in {how}; valid: one consistent spelling "
-                     "per class")
+                     f"per class{deliberate}")
 
 
 def _column_types(cells: set[str]) -> dict[str, str]:

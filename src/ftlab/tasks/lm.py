@@ -40,8 +40,10 @@ def read_documents(cfg: dict[str, Any]) -> dict[str, list]:
         elif path.suffix.lower() in TEXT_SUFFIXES:
             out[split] = [read_text(path, errors)]
         else:
-            frame = read_table(str(path), errors)
-            if cfg.get("format", "text") == "prompt_response":
+            pairs = cfg.get("format", "text") == "prompt_response"
+            columns = (cfg["prompt_column"], cfg["response_column"]) if pairs else (cfg["text_column"],)
+            frame = read_table(str(path), errors, reads=columns)
+            if pairs:
                 prompts, responses = frame[cfg["prompt_column"]], frame[cfg["response_column"]]
                 out[split] = list(zip(prompts.astype(str), responses.astype(str)))
             else:

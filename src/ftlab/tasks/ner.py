@@ -50,7 +50,7 @@ def is_bio(tag: str) -> bool:
 
 def read_tagged_table(path: str, tokens_column: str, tags_column: str, errors: str = "strict") -> Sentences:
     """A json / jsonl file with a list of tokens and a list of tags per row."""
-    frame = read_table(path, errors)
+    frame = read_table(path, errors, reads=(tokens_column, tags_column))
     for row, (tokens, tags) in enumerate(zip(frame[tokens_column], frame[tags_column]), start=1):
         if not (isinstance(tokens, list) and isinstance(tags, list) and len(tokens) == len(tags)):
             raise DataError(f"{path}: row {row}: {tokens_column} and {tags_column} must be lists of equal length")

@@ -90,8 +90,9 @@ def check_files(c: Checker, columns: tuple[str, ...]) -> None:
             c.fail(key, f"no such file or directory: {path}")
         elif path.is_file() and path.suffix.lower() in TABULAR_SUFFIXES:
             try:
-                check_columns(c, list(read_table(str(path), c.get("data.encoding_errors") or "strict").columns), path,
-                              columns)
+                table = read_table(str(path), c.get("data.encoding_errors") or "strict",
+                                   reads=[c.get(key) for key in columns])
+                check_columns(c, list(table.columns), path, columns)
             except DataError as err:
                 c.problems.append(f"{key}: {err}")
         elif path.is_dir() and c.get("data.source") != "folder":

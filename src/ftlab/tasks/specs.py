@@ -16,6 +16,7 @@ from ftlab.tasks.labelled_texts import class_folders, typed_labels
 from ftlab.tasks.readers import SPLIT_PATHS, check_columns, check_files
 from ftlab.tasks.tables import TABULAR_SUFFIXES, scan_table
 
+LABEL_CASES = ("refuse", "distinct")  # data.label_case: labels differing only in case are an error, or two classes
 LM_FORMATS = ("text", "prompt_response")  # data.format of a causal LM
 TEXT_SUFFIXES = (".txt", ".md", ".text")  # files a causal LM (and the retention probe) reads as one document each
 
@@ -62,9 +63,10 @@ def label_count(c: Checker) -> int | None:
     if not Path(path).exists():
         c.fail("data.path", f"no such file or directory: {path}")
         return None
+    distinct_case = c.get("data.label_case") == "distinct"
     if source == "folder":
         try:
-            return len(class_folders(path))
+            return len(class_folders(path, distinct_case))
         except DataError as err:
             c.problems.append(f"data.path: {err}")
             return None
@@ -82,8 +84,10 @@ def label_count(c: Checker) -> int | None:
             continue
         try:
             columns, labels = scan_table(file, c.get("data.encoding_errors") or "strict", c.get("data.label_column"),
-                                         c.get("data.cache_dir"))
-            classes |= set(typed_labels(set(labels), file).values())  # as training reads them: 1 and 1.0 are one class
+                                         c.get("data.cache_dir"),
+                                         reads=(c.get("data.text_column"), c.get("data.label_column")))
+            # As training reads them: 1 and 1.0 are one class.
+            classes |= set(typed_labels(set(labels), file, distinct_case=distinct_case).values())
         except DataError as err:
             c.problems.append(f"{key}: {err}")
             continue
@@ -100,10 +104,13 @@ class TextClassificationSpec(TaskSpec):
     monitors = ("val/acc", "val/f1", "val/precision", "val/recall", "val/loss")
     has_labels = True
     sources = ("folder", "files", "hub")
-    data_options = ("text_column", "label_column", "name", "config_name", "train_split", "val_split", "test_split")
+    data_options = ("text_column", "label_column", "name", "config_name", "train_split", "val_split", "test_split",
+                    "label_case")
     split_description = "deduplicated, seeded stratified split"
 
     def check_data(self, c: Checker) -> None:
+        if c.get("data.label_case") is not None:
+            c.choice("data.label_case", LABEL_CASES)
         n_classes = label_count(c)
         if n_classes is not None and n_classes < 2:
             c.fail("data.label_column", f"found {n_classes} class(es); classification needs at least 2")

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,8 @@ def _json_lines(path: str, errors: str) -> Iterator[tuple[int, Any]]:
                                     "object") from None
 
 
-def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -> Iterator[Any]:
+def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool,
+                reads: Collection[str] | None) -> Iterator[Any]:
     """pandas' CSV reader, strict (a row with more fields than the header is an error, not an implicit index), in
     chunks of ``chunk_rows`` rows indexed by their line (exact for rows of one line each)."""
     import warnings
@@ -84,7 +85,7 @@ def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -
             warnings.simplefilter("error", pd.errors.ParserWarning)
             return read()
 
-    _unique_header(path, errors)
+    _unique_header(path, errors, reads)
     first = 2
     try:
         with strictly(lambda: pd.read_csv(path, index_col=False, encoding="utf-8-sig", encoding_errors=errors,
@@ -103,22 +104,24 @@ def _csv_frames(path: str, errors: str, chunk_rows: int | None, as_text: bool) -
         raise DataError(f"{path}: malformed CSV{where} ({' '.join(str(err).split())})") from None
 
 
-def _unique_header(path: str, errors: str) -> None:
-    """A CSV header names each column once: pandas would rename a second ``label`` to ``label.1`` and the job would
-    read the first silently. (A header too broken to read is left to pandas' error.)"""
+def _unique_header(path: str, errors: str, reads: Collection[str] | None) -> None:
+    """A CSV header names each column the job ``reads`` (None: every column) once: pandas would rename a second
+    ``label`` to ``label.1`` and the job would read the first silently. A repeated column the job does not read is
+    left as pandas names it. (A header too broken to read is left to pandas' error.)"""
     with open(path, encoding="utf-8-sig", errors=errors, newline="") as file:
         reader = csv.reader(file)
         try:
             names = [name for name in next((row for row in reader if row), []) if name]  # unnamed: pandas names them
         except csv.Error:
             return
-    if repeated := sorted({name for name in names if names.count(name) > 1}):
+    read = set(names if reads is None else reads)
+    if repeated := sorted({name for name in names if names.count(name) > 1 and name in read}):
         raise DataError(f"{path}:{reader.line_num}: the header names column(s) {', '.join(map(repr, repeated))} more "
-                        "than once, and only the first would be read; valid: every column named once")
+                        "than once, and only the first would be read; valid: every column the job reads named once")
 
 
-def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,
-               as_text: bool = False) -> Iterator[tuple[int, Any]]:
+def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None, as_text: bool = False,
+               reads: Collection[str] | None = None) -> Iterator[tuple[int, Any]]:
     """Read a csv / json / jsonl / parquet file as pandas DataFrames of at most ``chunk_rows`` rows (None: one frame),
     each indexed by the line of each row (the item of a JSON array, the row of a parquet file) and given with the
     first of them. Only a JSON array file is ever held whole.
@@ -140,7 +143,7 @@ def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,
         if not first:
             raise DataError(f"{path}: the file is empty")
         if suffix == ".csv":
-            frames = _csv_frames(path, errors, chunk_rows, as_text)
+            frames = _csv_frames(path, errors, chunk_rows, as_text, reads)
         else:
             lines = suffix == ".jsonl" or first != "["
             frames = (pd.DataFrame(rows, index=numbers) for numbers, rows in
@@ -167,20 +170,22 @@ def _parquet_frames(path: str, chunk_rows: int | None) -> Iterator[Any]:
         raise DataError(f"{path}: not a readable parquet file ({str(err).splitlines()[0]})") from None
 
 
-def read_table(path: str, errors: str = "strict"):
+def read_table(path: str, errors: str = "strict", reads: Collection[str] | None = None):
     """A whole csv / json / jsonl / parquet file as one pandas DataFrame with at least one row (``iter_table``'s
-    checks and errors)."""
+    checks and errors; ``reads``: the columns the caller reads, None for all)."""
     import pandas as pd
 
-    return pd.concat([frame for _, frame in iter_table(path, errors)], ignore_index=True)
+    return pd.concat([frame for _, frame in iter_table(path, errors, reads=reads)], ignore_index=True)
 
 
-def scan_table(path: str, errors: str, column: str, cache_dir: str | None) -> tuple[list[str], list[str]]:
+def scan_table(path: str, errors: str, column: str, cache_dir: str | None,
+               reads: Collection[str] | None = None) -> tuple[list[str], list[str]]:
     """A table's columns and the distinct non-empty values of ``column`` (as written), from one streaming pass that
     also checks every row; remembered under ``cache_dir`` by the file's path, size and modification time, so the
-    checks of a later job on the same file cost nothing."""
+    checks of a later job on the same file cost nothing. ``reads``: the columns the job reads (``iter_table``)."""
     stat = Path(path).stat()
-    ident = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, errors, column, SCAN_FORMAT]
+    ident = [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, errors, column,
+             None if reads is None else sorted(reads), SCAN_FORMAT]
     memo = None
     if cache_dir:
         key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:16]
@@ -192,7 +197,7 @@ def scan_table(path: str, errors: str, column: str, cache_dir: str | None) -> tu
             pass
     columns: dict[str, None] = {}  # every chunk's columns, in order (JSON records need not all have every key)
     values: set[str] = set()
-    for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True):
+    for _, frame in iter_table(path, errors, CHUNK_ROWS, as_text=True, reads=reads):
         columns.update(dict.fromkeys(map(str, frame.columns)))
         if column in frame.columns:
             cells = frame[column].dropna().astype(str)

@@ -9,6 +9,7 @@ import logging
 import re
 from pathlib import Path
 
+from ftlab.core.assets import is_installed_file
 from ftlab.core.checks import DataError
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,12 @@ def check_utf8(path: str | Path, errors: str = "strict", fix: str = UTF8_FIX) ->
 
 
 def _not_utf8(path: str | Path, line: int, byte: int, errors: str, fix: str) -> None:
-    """The first byte that is not UTF-8: a warning with ``errors="replace"``, else a ``DataError``."""
+    """The first byte that is not UTF-8: a warning with ``errors="replace"``, else a ``DataError``. The warning for a
+    file of an installed package (the packaged BBC data has one) goes to the job's log only: its user cannot correct
+    it, and the data config says so."""
     if errors == "replace":
-        log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line)
+        log.warning("%s:%d: not UTF-8; undecodable bytes read as U+FFFD (data.encoding_errors=replace)", path, line,
+                    extra={"log_file_only": is_installed_file(path)})
         return
     raise DataError(f"{path}:{line}: not UTF-8 text (byte {byte:#04x}); {fix}") from None
 

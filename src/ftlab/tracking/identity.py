@@ -73,5 +73,10 @@ def group_name(sweep_dir: str | Path) -> str:
 
 
 def run_id(output_dir: str | Path) -> str:
-    """Stable W&B run id of a job directory: a requeued or resumed job logs into the same run."""
+    """Stable W&B run id of a job directory: a requeued or resumed job logs into the same run, also when the
+    directory moved since the run began (the id of the one run in its ``wandb/`` folder, named ``[offline-]run-
+    <time>-<id>`` by W&B); else one derived from the directory's path."""
+    ids = {p.name.rsplit("-", 1)[1] for p in Path(output_dir).glob("wandb/*run-*-*") if p.is_dir()}
+    if len(ids) == 1:
+        return ids.pop()
     return hashlib.sha1(os.path.abspath(output_dir).encode()).hexdigest()[:16]

@@ -80,8 +80,10 @@ def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
         spec = dict(spec)
         if spec["_target_"].endswith("WandbLogger"):
             # W&B's own banner and its 30-line run summary bury the job's result; finish_loggers says in one line
-            # where the run is. WANDB_SILENT=false brings them back.
-            os.environ.setdefault("WANDB_SILENT", "true")
+            # where the run is. Set for this run only, not through the environment, which would silence the
+            # user's other W&B runs in the same process; WANDB_SILENT (either way) or settings.silent wins.
+            if "WANDB_SILENT" not in os.environ:
+                spec["settings"] = {"silent": True, **dict(spec.get("settings") or {})}
             if wandb_mode() == "offline":
                 spec["offline"] = True
             for key, value in wandb_identity(output_dir).items():

@@ -16,7 +16,8 @@ from ftlab.training.validation_schedule import in_mid_epoch_validation, validati
 
 
 class CheckpointError(FtlabError):
-    """A checkpoint could not be written (disk full, directory not writable); the previous one is intact."""
+    """A checkpoint could not be written (disk full, directory not writable; the previous one is intact), or one
+    read is not this job's."""
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -23,22 +23,30 @@ UNACTIONABLE = (re.compile(r"Tip: For seamless cloud"), re.compile(r"LOAD REPORT
 
 
 class ConsoleFilter(logging.Filter):
-    """ftlab's records from INFO, everything else from WARNING, minus unactionable ones and library deprecations.
+    """ftlab's records from INFO, everything else from WARNING, minus unactionable ones, library deprecations and
+    records marked ``log_file_only`` (``extra={"log_file_only": True}``: kept in run.log, nothing to act on).
 
-    ``verbose`` (Hydra's ``hydra.verbose=true``, or a list of logger names as Hydra takes it) brings the detail back:
-    every library's records from INFO up, deprecations included; ftlab's DEBUG records too."""
+    ``verbose`` brings the detail back, as Hydra's ``hydra.verbose`` does for log levels: ``true`` for every logger,
+    a logger name or a list of them (``hydra.verbose=[ftlab.sweeps,lightning]``) for those loggers and their
+    children only. A verbose record passes from INFO up (a library's deprecations included), ftlab's from DEBUG."""
 
     def __init__(self, verbose: bool | str | list | None = False) -> None:
         super().__init__()
-        self.verbose = bool(verbose)
+        self.verbose = verbose is True
+        names = [] if isinstance(verbose, bool) or verbose is None else [verbose] if isinstance(verbose, str) \
+            else list(verbose)
+        self.names = tuple(str(name) for name in names)
+
+    def _verbose_for(self, name: str) -> bool:
+        return self.verbose or any(name == n or name.startswith(n + ".") for n in self.names)
 
     def filter(self, record: logging.LogRecord) -> bool:
         own = record.name == "ftlab" or record.name.startswith("ftlab.")
-        if self.verbose:
+        if self._verbose_for(record.name):
             return record.levelno >= (logging.DEBUG if own else logging.INFO)
         if record.levelno < (logging.INFO if own else logging.WARNING):
             return False
-        if getattr(record, "library_deprecation", False):
+        if getattr(record, "library_deprecation", False) or getattr(record, "log_file_only", False):
             return False
         message = record.getMessage()
         return not any(pattern.search(message) for pattern in UNACTIONABLE)

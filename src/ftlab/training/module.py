@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from torchmetrics import MeanMetric, MetricCollection, SumMetric
 
 from ftlab.model.anatomy import count_parameters
@@ -13,8 +14,12 @@ from ftlab.model.loading import load_model, load_tokenizer
 from ftlab.strategies import apply_strategy, get_strategy
 from ftlab.strategies.frozen_prefix import frozen_modules
 from ftlab.tasks.registry import get_task
+from ftlab.training.checkpoint_match import ADVICE, checkpoint_mismatch
+from ftlab.training.checkpointing import CheckpointError
 from ftlab.training.distributed import shard_model
 from ftlab.training.optimization import build_optimizer
+
+SHARDED = (FSDPStrategy, DeepSpeedStrategy)  # checkpoints in their own (sharded) layout
 
 
 class FineTuneModule(L.LightningModule):
@@ -48,6 +53,17 @@ class FineTuneModule(L.LightningModule):
         # Examples the last test pass scored, over all ranks: fewer than the split under trainer.limit_test_batches.
         self.test_count = SumMetric()
         self.test_examples: int | None = None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, in one line, a checkpoint whose tensors are not this module's (``checkpoint_mismatch``): Lightning
+        calls this before it loads the weights. Sharded strategies (FSDP, DeepSpeed) load their own layout."""
+        saved = checkpoint.get("state_dict")
+        if not isinstance(saved, dict) or not saved or isinstance(self.trainer.strategy, SHARDED):
+            return
+        saved_strategy = (checkpoint.get("hyper_parameters") or {}).get("strategy") or {}
+        if problem := checkpoint_mismatch(self.state_dict(), saved, self.hparams.strategy.get("name"),
+                                          saved_strategy.get("name") if isinstance(saved_strategy, dict) else None):
+            raise CheckpointError(f"{self.trainer.ckpt_path}: {problem}; {ADVICE}")
 
     def build_model(self, quantized: bool = True):
         """The pretrained checkpoint with the task's head under the job's strategy (wrapped if it adds an adapter),

@@ -116,7 +116,7 @@ class Resumption(Checkpoint):
         # Plain types and tensors only, so checkpoints load with torch.load(weights_only=True).
         name, keys, pos, has_gauss, cached = np.random.get_state()
         state = {"torch": torch.get_rng_state(), "numpy": (name, keys.tolist(), pos, has_gauss, cached),
-                 "python": random.getstate()}
+                 "python": random.getstate(), "job_dir": str(self.last_path.parent.parent)}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         if trainer is not None:
@@ -128,6 +128,20 @@ class Resumption(Checkpoint):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        """A job directory moved since its checkpoint was saved (``resume=<its new place>``): the checkpoint
+        callbacks' states name files under the old place. Lightning would then drop the best checkpoint and its score
+        (its directory "changed"), and the resumed job would keep and test whatever it validates next as the best,
+        so those paths are read as under the new place. Lightning calls this before any callback's state loads."""
+        states = checkpoint.get("callbacks") or {}
+        old = (states.get(self.state_key) or {}).get("job_dir")
+        new = str(self.last_path.parent.parent)
+        if old is None or old == new:
+            return
+        for key, state in states.items():
+            states[key] = _moved(state, old, new)
+        log.info("the job moved from %s since its checkpoint was saved: its checkpoints are read from %s", old, new)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = state_dict
@@ -148,3 +162,14 @@ class Resumption(Checkpoint):
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
         log.info("resumed at epoch %d, step %d", trainer.current_epoch, trainer.global_step)
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """``value`` (a callback's state) with every path under the directory ``old`` put under ``new``."""
+    if isinstance(value, str) and (value == old or value.startswith(old.rstrip("/") + "/")):
+        return new + value[len(old):]
+    if isinstance(value, dict):
+        return {_moved(k, old, new): _moved(v, old, new) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_moved(v, old, new) for v in value)
+    return value
