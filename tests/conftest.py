@@ -51,4 +51,5 @@ def small_disk(tmp_path):
 
     yield mount
     for path in mounts:
-        subprocess.run(["umount", str(path)], check=False)
+        # Lazily: a process that still has a file open there (a W&B service, a data worker) must not keep it mounted.
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -121,9 +121,9 @@ def test_each_error_names_key_value_and_choices(tiny_model_dir, tiny_csv, tmp_pa
         "scheduler.name=triangle": "scheduler.name='triangle': unknown value; valid choices: linear, cosine",
         "monitor=val/accuracy": "monitor='val/accuracy': unknown value; valid choices: val/acc",
         f"model.pretrained_model_name_or_path={tmp_path}": f"='{tmp_path}': no config.json there",
-        "strategy.lr_grid=[2e-4,1e-4]": "strategy.lr_grid=[0.0002, 0.0001]: must be null or a list of two or more "
-                                        "positive learning rates in increasing order",
-        "strategy.lr_grid=[2e-4]": "strategy.lr_grid=[0.0002]: must be null or a list of two or more",
+        "strategy.lr_grid=[2e-4,1e-4]": "strategy.lr_grid=[0.0002, 0.0001]: must be null or a list of positive "
+                                        "learning rates in increasing order",
+        "strategy.lr_grid=[]": "strategy.lr_grid=[]: must be null or a list of positive",
         "strategy.lr_grid=[0,1e-4]": "strategy.lr_grid=[0, 0.0001]: must be null",
     }
     for override, expected in cases.items():

@@ -93,6 +93,24 @@ def test_search_trials_run_in_parallel_on_slurm_and_report_to_the_study(slurm_en
         assert trial.value == pytest.approx(metrics["val/acc"])
 
 
+def test_a_race_launches_each_round_as_one_slurm_array(slurm_env, tiny_model_dir, tiny_csv, tmp_path):
+    """hparams_search=compare under hydra/launcher=slurm: round 0 (each method over its grid) is one array."""
+    sweep = tmp_path / "race"
+    args = [a for a in launcher_args(sweep) if a != "-m"]  # hparams_search=compare is a multirun by itself
+    proc = subprocess.run([sys.executable, "run.py", "hparams_search=compare", *args,
+                           "hydra.sweeper.methods=['full strategy.lr_grid=[2e-4]','head_only strategy.lr_grid=[1e-2]']",
+                           "hydra.sweeper.max_seeds=1", "trainer.max_steps=4",
+                           *job_args(tiny_model_dir, tiny_csv, tmp_path)],
+                          cwd=ROOT, env=slurm_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    slurm_jobs = {p.name for p in (sweep / ".submitit").iterdir() if p.is_dir() and "_" in p.name}
+    assert len(slurm_jobs) == 2 and len({j.split("_")[0] for j in slurm_jobs}) == 1  # one array, 2 tasks
+    race = json.loads((sweep / "race.json").read_text())
+    assert race["jobs"] == 2 and race["stopped"] == "max_seeds (1) reached"
+    assert [m["lr"] for m in race["methods"]] == [2e-4, 1e-2]
+    assert all((sweep / str(n) / "metrics.json").is_file() for n in (0, 1))
+
+
 def signal_first_job(launch: subprocess.Popen, job_dir: Path, env: dict, started: str = "plan.json",
                      wait: float = 3) -> tuple[str, str]:
     """Once the first job trains (``started`` is in its directory, then ``wait`` seconds), send its SLURM job SIGUSR2

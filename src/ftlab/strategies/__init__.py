@@ -59,15 +59,16 @@ def strategy_label(strategy: dict[str, Any]) -> str:
 
 
 def _check_lr_grid(c: Checker) -> None:
-    """``strategy.lr_grid``: null, or two or more positive learning rates in increasing order."""
+    """``strategy.lr_grid``: null, or positive learning rates in increasing order (one: a rate known to suit the
+    method, which a race then takes as chosen)."""
     grid = c.get("strategy.lr_grid")
     if grid is None:
         return
     values = list(grid) if isinstance(grid, (list, tuple)) or OmegaConf.is_list(grid) else None
-    if values is None or len(values) < 2 or not all(is_number(v) and v > 0 for v in values) or any(
+    if not values or not all(is_number(v) and v > 0 for v in values) or any(
             b <= a for a, b in zip(values, values[1:])):
-        c.fail("strategy.lr_grid", "must be null or a list of two or more positive learning rates in increasing "
-                                   "order, e.g. [1.0e-4, 2.0e-4, 4.0e-4]")
+        c.fail("strategy.lr_grid", "must be null or a list of positive learning rates in increasing order, e.g. "
+                                   "[1.0e-4, 2.0e-4, 4.0e-4]")
 
 
 def check_strategy(c: Checker, model: nn.Module | None) -> None:

@@ -25,6 +25,7 @@ from ftlab.sweeps.configurations import configurations
 from ftlab.sweeps.dashboard import log_report, wandb_settings
 from ftlab.sweeps.decision import decision_section, recommend
 from ftlab.sweeps.plots import budget_plot, pareto_plot, plot, retention_plot
+from ftlab.sweeps.race_results import race_section
 from ftlab.sweeps.search_results import search_section
 from ftlab.sweeps.sweep_dir import check_sweep_dir, collect, collect_many, refused_links, unreadable
 from ftlab.sweeps.tables import aggregate, fmt, markdown_table, metric_columns, per_class_auroc, write_rows
@@ -104,7 +105,7 @@ def build_report(sweep_dir: str | Path | list, metric: str | None = None, tolera
                   for a in agg]
         text += ["", "## Mean ± std over seeds", "", markdown_table(pretty, ["overrides", "seeds", *shown])]
     text += per_class_auroc(ranked, keys)
-    text += search_section(sweep_dir)
+    text += search_section(sweep_dir) + race_section(sweep_dir)
     budget_curves = curves(ranked, keys, monitor, {c.name: c.label for c in configs})
     if budget_curves:
         text += ["", f"## Budget: {monitor} while training", "",

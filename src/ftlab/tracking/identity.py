@@ -51,7 +51,21 @@ def swept_keys(sweep_dir: Path, job_dirs: list[Path] | None = None) -> list[str]
         per_job = [{override_key(o) for o in _task_overrides(j) if "=" in o} for j in jobs]
         conditional = set.union(*per_job) - set.intersection(*per_job)
         keys += sorted(conditional - set(keys))
+    if str((hydra_cfg.get("sweeper") or {}).get("_target_", "")).endswith(".CompareRace"):
+        keys += [k for k in _differing(jobs) if k not in keys]  # the race sets its keys per job, none on the line
     return keys
+
+
+def _differing(jobs: list[Path]) -> list[str]:
+    """Keys whose value differs between the jobs, or that some jobs do not set, in the order they first appear."""
+    values: dict[str, list] = {}
+    per_job = [dict((override_key(o), o.split("=", 1)[1]) for o in _task_overrides(j) if "=" in o) for j in jobs]
+    for job in per_job:
+        for key in job:
+            values.setdefault(key, [])
+    for key in values:
+        values[key] = [job.get(key) for job in per_job]
+    return [key for key, seen in values.items() if len(set(seen)) > 1]
 
 
 def _task_overrides(hydra_yaml: Path) -> list[str]:

@@ -58,12 +58,13 @@ class FineTuneModule(L.LightningModule):
         """Refuse, in one line, a checkpoint whose tensors are not this module's (``checkpoint_mismatch``): Lightning
         calls this before it loads the weights. Sharded strategies (FSDP, DeepSpeed) load their own layout."""
         saved = checkpoint.get("state_dict")
-        if not isinstance(saved, dict) or not saved or isinstance(self.trainer.strategy, SHARDED):
+        trainer = self._trainer  # None in load_from_checkpoint, which builds the module from the same checkpoint
+        if not isinstance(saved, dict) or not saved or trainer is None or isinstance(trainer.strategy, SHARDED):
             return
         saved_strategy = (checkpoint.get("hyper_parameters") or {}).get("strategy") or {}
         if problem := checkpoint_mismatch(self.state_dict(), saved, self.hparams.strategy.get("name"),
                                           saved_strategy.get("name") if isinstance(saved_strategy, dict) else None):
-            raise CheckpointError(f"{self.trainer.ckpt_path}: {problem}; {ADVICE}")
+            raise CheckpointError(f"{trainer.ckpt_path}: {problem}; {ADVICE}")
 
     def build_model(self, quantized: bool = True):
         """The pretrained checkpoint with the task's head under the job's strategy (wrapped if it adds an adapter),

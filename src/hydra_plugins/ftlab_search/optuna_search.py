@@ -6,6 +6,7 @@ and imports nothing heavy, because Hydra imports every plugin module at start-up
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from hydra.core.plugins import Plugins
@@ -25,6 +26,10 @@ class OptunaSearch(Sweeper):
             config=config, hydra_context=hydra_context, task_function=task_function)
 
     def sweep(self, arguments: list[str]) -> Any:
+        from ftlab.core.checks import FtlabError
         from ftlab.sweeps.search import Search
 
-        return Search(**self.settings).run(self.config, self.launcher, arguments)
+        try:
+            return Search(**self.settings).run(self.config, self.launcher, arguments)
+        except FtlabError as err:  # one line, as run.py says a job's; Hydra would print a traceback
+            sys.exit(f"ftlab: {err}")
