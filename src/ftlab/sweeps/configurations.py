@@ -15,7 +15,7 @@ from typing import Any
 
 from ftlab.core.checks import is_number
 from ftlab.core.metric_names import lower_is_better
-from ftlab.sweeps.sweep_dir import by_configuration
+from ftlab.sweeps.sweep_dir import by_configuration, config_name
 
 COSTS = {"train_time_s": "train time (s)", "peak_memory_mb": "peak memory (MiB)", "trainable_pct": "trainable (%)"}
 LR_KEYS = ("lr", "optimizer.lr")  # the swept keys that set the learning rate
@@ -64,7 +64,8 @@ def configurations(rows: list[dict[str, Any]], keys: list[str], metric: str) -> 
         costs = {c: statistics.fmean(m[c] for m in members) for c in COSTS
                  if all(is_number(m.get(c)) for m in members)}
         lrs = {m.get("lr_value") for m in members}
-        method = ",".join(part for part in name.split(",") if part.split("=", 1)[0] not in LR_KEYS) or "(all)"
+        # From the values themselves, not by splitting the name on ",": a value may be a list (lr_grid=[1e-4,2e-4]).
+        method = config_name(members[0], [k for k in keys if k not in LR_KEYS])
         out.append(Config(
             name, "", {i: m[metric] for i, m in zip(ids, members)},
             {i: m["best_val"] for i, m in zip(ids, members) if is_number(m.get("best_val"))}, costs,

@@ -11,8 +11,9 @@ from ftlab.core.metric_names import lower_is_better
 from ftlab.sweeps.configurations import COSTS, Config, pareto_front, ranked
 from ftlab.sweeps.evidence import evidence_lines
 from ftlab.sweeps.methods import Method, lr_warnings, methods
-from ftlab.sweeps.paired import comparison, fmt, paired
+from ftlab.sweeps.paired import comparison, paired
 from ftlab.sweeps.probability import RESAMPLES, Odds, bootstrap, tolerance_amount
+from ftlab.sweeps.tables import fmt
 
 
 def describe(config: Config, metric: str, monitor: str) -> str:

@@ -4,7 +4,7 @@ computed on part of the test split, each said in one line of the report."""
 from __future__ import annotations
 
 from ftlab.sweeps.configurations import Config
-from ftlab.sweeps.paired import fmt
+from ftlab.sweeps.tables import fmt
 
 # "Within reach of chance": less than 5% of the way from a trivial guess's score to a perfect one (relative, so a
 # skewed test split whose majority class alone scores 0.9 does not flag every good model).

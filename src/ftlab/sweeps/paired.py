@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ftlab.core.metric_names import lower_is_better
 from ftlab.sweeps.configurations import Config
+from ftlab.sweeps.tables import fmt
 
 
 @dataclass
@@ -49,11 +50,6 @@ def paired(a: Config, b: Config) -> Paired | None:
         # n such that t(n-1) * sd / sqrt(n) < |mean|, with t approximated by its value at the current n.
         needed = max(n + 1, math.ceil((t.ppf(0.975, n - 1) * sd / abs(mean)) ** 2)) if half >= abs(mean) else n
     return Paired(a, b, n, mean, mean - half, mean + half, needed)
-
-
-def fmt(value: float) -> str:
-    """Four significant digits: the precision the report shows its numbers at."""
-    return f"{value:.4g}"
 
 
 def comparison(p: Paired, metric: str) -> str:

@@ -127,6 +127,7 @@ def iter_table(path: str, errors: str = "strict", chunk_rows: int | None = None,
     first of them. Only a JSON array file is ever held whole.
 
     ``as_text``: CSV cells stay strings as written (``1`` stays ``1``, never ``1.0`` because another cell is empty).
+    ``reads``: the columns the caller reads, which a CSV header must name once (None: every column).
     Any problem (not UTF-8, malformed CSV or JSON, no rows) is a ``DataError`` naming the file and, where it can be
     known, the line, however deep in the file it is.
     """
