@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ftlab.tracking.identity import group_name, run_id, saved_yaml
-from ftlab.tracking.loggers import wandb_mode
+from ftlab.tracking.loggers import quiet_settings, wandb_mode
 
 
 def wandb_settings(jobs: list[Path]) -> dict[str, Any] | None:
@@ -31,7 +31,7 @@ def log_report(sweep_dir: Path, settings: dict[str, Any], rows: list[dict[str, A
 
     run = wandb.init(project=settings.get("project"), entity=settings.get("entity"), group=group_name(sweep_dir),
                      name="sweep report", job_type="report", id=run_id(sweep_dir / "report"), resume="allow",
-                     dir=str(sweep_dir), mode=wandb_mode(), reinit="create_new")
+                     dir=str(sweep_dir), mode=wandb_mode(), reinit="create_new", settings=quiet_settings())
     try:
         table = wandb.Table(columns=columns, data=[[_cell(row.get(c)) for c in columns] for row in rows])
         run.log({"report/summary": table, **{f"report/{p.stem}": wandb.Image(str(p)) for p in plots},

@@ -68,6 +68,13 @@ def wandb_identity(output_dir: str) -> dict[str, Any]:
     return identity
 
 
+def quiet_settings() -> dict[str, Any]:
+    """W&B settings for one of ftlab's runs: W&B's banner and its 30-line run summary bury the job's result, so they
+    are silenced for that run only, not through the environment, which would silence a user's other W&B runs in the
+    same process. A WANDB_SILENT the user set (either way) is W&B's own to read: then nothing."""
+    return {} if "WANDB_SILENT" in os.environ else {"silent": True}
+
+
 def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
     """Instantiate the configured Lightning loggers.
 
@@ -79,11 +86,8 @@ def build_loggers(cfg: dict[str, Any] | None, output_dir: str = ".") -> list:
             continue
         spec = dict(spec)
         if spec["_target_"].endswith("WandbLogger"):
-            # W&B's own banner and its 30-line run summary bury the job's result; finish_loggers says in one line
-            # where the run is. Set for this run only, not through the environment, which would silence the
-            # user's other W&B runs in the same process; WANDB_SILENT (either way) or settings.silent wins.
-            if "WANDB_SILENT" not in os.environ:
-                spec["settings"] = {"silent": True, **dict(spec.get("settings") or {})}
+            if quiet := quiet_settings():  # finish_loggers says in one line where the run is
+                spec["settings"] = {**quiet, **dict(spec.get("settings") or {})}
             if wandb_mode() == "offline":
                 spec["offline"] = True
             for key, value in wandb_identity(output_dir).items():
