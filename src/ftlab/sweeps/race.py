@@ -116,13 +116,17 @@ class Race:
             return {}
         return {} if (job / "failure.json").is_file() else None
 
+    def _unfinished(self, overrides: list[str]) -> bool:
+        """Whether the job with these overrides has not run, or has not finished (interrupted)."""
+        return self.jobs.get(frozenset(overrides), (None, None))[1] is None
+
     def job_overrides(self, entrant: Entrant, lr: float, seed: int) -> list[str]:
         return [*self.fixed, *entrant.overrides, f"lr={lr!r}", f"seed={seed}"]
 
     def run_jobs(self, launch: Callable, batch: list[list[str]]) -> list[dict]:
         """Each job's record, launching those that have not finished (an interrupted one again in its own
         directory, where it resumes); a failed job's record is ``{}``."""
-        todo = [o for o in batch if (self.jobs.get(frozenset(o)) or (None, None))[1] is None]
+        todo = [o for o in batch if self._unfinished(o)]
         fresh = [o for o in todo if frozenset(o) not in self.jobs]
         start = max((n for n, _ in self.jobs.values()), default=-1) + 1
         for i, overrides in enumerate(fresh):
@@ -216,7 +220,7 @@ class Race:
 
     def _over_budget(self, batch: list[list[str]], seeds: int) -> str | None:
         jobs, seconds = self.spent()
-        missing = sum(1 for o in batch if (self.jobs.get(frozenset(o)) or (None, None))[1] is None)
+        missing = sum(1 for o in batch if self._unfinished(o))
         if seeds > self.s["max_seeds"]:
             return f"max_seeds ({self.s['max_seeds']}) reached"
         if self.s["budget_jobs"] is not None and jobs + missing > self.s["budget_jobs"]:

@@ -16,7 +16,8 @@ from ftlab.sweeps.race import RECORD, Entrant, Race, check_settings, method_over
 from ftlab.validate import validate_config
 
 RACED = ("strategy", "lr", "seed")  # the keys the race sets itself
-OPTIONS = ("name", "methods", "budget_jobs", "budget_s", "seeds_per_round", "max_seeds", "tolerance", "confidence")
+LIMITS = ("budget_jobs", "budget_s", "seeds_per_round", "max_seeds", "tolerance", "confidence")  # what Race reads
+OPTIONS = ("name", "methods", *LIMITS)
 
 
 def fixed_overrides(arguments: list[str]) -> list[str]:
@@ -107,7 +108,7 @@ def start_race(settings: dict[str, Any], config: DictConfig, arguments: list[str
     if unknown := sorted(set(settings) - set(OPTIONS)):
         raise ConfigError([f"hydra.sweeper.{key}: unknown option of the race; valid: {', '.join(OPTIONS)}"
                            for key in unknown])
-    race = {k: settings.get(k) for k in OPTIONS[2:]}
+    race = {k: settings.get(k) for k in LIMITS}
     check_settings(settings.get("methods"), **race)
     fixed = fixed_overrides(arguments)
     sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from ftlab.core.overrides import override_key
+from ftlab.core.overrides import override_key, override_value
 
 
 def saved_yaml(path: Path, default):
@@ -58,14 +58,9 @@ def swept_keys(sweep_dir: Path, job_dirs: list[Path] | None = None) -> list[str]
 
 def _differing(jobs: list[Path]) -> list[str]:
     """Keys whose value differs between the jobs, or that some jobs do not set, in the order they first appear."""
-    values: dict[str, list] = {}
-    per_job = [dict((override_key(o), o.split("=", 1)[1]) for o in _task_overrides(j) if "=" in o) for j in jobs]
-    for job in per_job:
-        for key in job:
-            values.setdefault(key, [])
-    for key in values:
-        values[key] = [job.get(key) for job in per_job]
-    return [key for key, seen in values.items() if len(set(seen)) > 1]
+    per_job = [{override_key(o): override_value(o) for o in _task_overrides(j) if "=" in o} for j in jobs]
+    keys = dict.fromkeys(key for job in per_job for key in job)  # in order of first appearance
+    return [key for key in keys if len({job.get(key) for job in per_job}) > 1]
 
 
 def _task_overrides(hydra_yaml: Path) -> list[str]:
